@@ -1,0 +1,153 @@
+"""`segment()`: the one entry point the CLI, batch mapping and the QGIS plugin use.
+
+read → tile → infer → blend → select → vectorise → write, in that order and no other.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+
+from georefseg.errors import InputError, OutputError
+from georefseg.grounding import rank_candidates
+from georefseg.models.base import ReferringSegmenter
+from georefseg.models.registry import load_model
+from georefseg.outputs import check_writable, vector_format, write_cog, write_vector
+from georefseg.raster import Scene
+from georefseg.runner import BatchTimer, DistributedRunner, LocalRunner, ModelSpec
+from georefseg.stitch import Stitcher
+from georefseg.tiling import TileGrid
+from georefseg.vectorize import extract_candidates
+
+MAX_EXPRESSION_CHARS = 300
+FIELDS = ["expression", "score", "rank", "area_m2", "scene", "model"]
+
+
+@dataclass
+class SegmentResult:
+    """What a run produced, with the numbers a user or a benchmark wants to see."""
+
+    features: gpd.GeoDataFrame
+    output: Path | None
+    probability: Path | None
+    scene: dict
+    model: str
+    tiles: int
+    tiles_skipped: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def efficiency(self) -> float:
+        """Model time ÷ end-to-end time: how well reading, blending and writing hide."""
+        total = self.timings.get("total_s", 0.0)
+        return self.timings.get("model_s", 0.0) / total if total else 0.0
+
+
+def validate_expression(expression: str) -> str:
+    text = " ".join(str(expression).split())
+    if not text:
+        raise InputError("the expression is empty: describe the object, e.g. \"the large storage tank\"")
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise InputError(f"the expression is {len(text)} characters long; keep it under "
+                         f"{MAX_EXPRESSION_CHARS} (the model reads only the first 20 words)")
+    return text
+
+
+def segment(scene: str | Path, expression: str, output: str | Path | None = None, *,
+            prob: str | Path | None = None, model: str | ReferringSegmenter = "tiny",
+            checkpoint: str | Path | None = None, device: str = "auto",
+            bands: list[int] | None = None, tile: int | None = None, overlap: int | None = None,
+            batch_size: int = 4, threshold: float = 0.5, min_area: float = 0.0,
+            simplify: float = 0.0, scheduler: str | None = None, overwrite: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> SegmentResult:
+    """Find the object(s) an expression refers to in a georeferenced scene.
+
+    Writes polygons to ``output`` (format from the extension) and the probability raster to
+    ``prob`` (float32 COG) when given; returns the features either way. ``progress`` is called
+    with (tiles done, tiles in all). ``scheduler`` is a ``dask.distributed`` address.
+    """
+    t_start = time.perf_counter()
+    text = validate_expression(expression)
+    if not 0.0 < threshold < 1.0:
+        raise InputError(f"--threshold {threshold} must lie between 0 and 1")
+    if batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    if min_area < 0 or simplify < 0:
+        raise InputError("--min-area and --simplify take ground sizes of 0 or more")
+    outputs = [Path(p) for p in (output, prob) if p is not None]
+    if output is not None:
+        vector_format(output)
+    if prob is not None and Path(prob).suffix.lower() not in (".tif", ".tiff"):
+        raise OutputError(f"--prob {prob}: the probability raster is a GeoTIFF, name it *.tif")
+    for p in outputs:
+        check_writable(p, overwrite)
+
+    with Scene(scene, bands) as sc:
+        if isinstance(model, ReferringSegmenter):
+            net, spec = model, None
+        else:
+            net = load_model(model, checkpoint, device)
+            spec = ModelSpec(str(model), None if checkpoint is None else str(Path(checkpoint).resolve()), device)
+        tile_px = tile or net.tile_size
+        grid = TileGrid(sc.width, sc.height, tile_px, net.min_overlap if overlap is None else overlap)
+        timer = BatchTimer()
+        workdir = Path(tempfile.mkdtemp(prefix=".georefseg-", dir=(outputs[0].parent if outputs else None)))
+        try:
+            raw_prob = workdir / "probability.tif"
+            stitcher = Stitcher(grid, str(raw_prob), sc.crs, sc.transform)
+            skipped, done = 0, 0
+            if scheduler:
+                if spec is None:
+                    raise InputError("a --scheduler run needs the model by name or path, so that "
+                                     "workers can build it")
+                runner = DistributedRunner(scheduler, spec)
+                results = runner.run(sc, grid, text, batch_size, timer)
+            else:
+                runner = None
+                threads = max(1, min(4, (os.cpu_count() or 2) // 2))
+                results = LocalRunner(read_threads=threads).run(
+                    sc, grid, net, net.encode_text([text]), batch_size, timer)
+            try:
+                for res in results:
+                    stitcher.add(res.tile, res.logits, res.valid)
+                    skipped += res.logits is None
+                    done += 1
+                    if progress:
+                        progress(done, len(grid))
+            finally:
+                stitcher.close()
+                if runner is not None:
+                    runner.close()
+            t_infer = time.perf_counter()
+            candidates = rank_candidates(extract_candidates(
+                str(raw_prob), threshold, min_area, simplify, sc.pixel_size_m()))
+            features = gpd.GeoDataFrame(
+                {"expression": [text] * len(candidates),
+                 "score": [round(c.score, 4) for c in candidates],
+                 "rank": list(range(1, len(candidates) + 1)),
+                 "area_m2": [round(c.area_m2, 2) for c in candidates],
+                 "scene": [Path(sc.path).name] * len(candidates),
+                 "model": [net.name] * len(candidates)},
+                geometry=[c.geometry for c in candidates], crs=sc.crs)
+            if output is not None:
+                write_vector(features, output)
+            if prob is not None:
+                write_cog(raw_prob, prob)
+        finally:
+            for f in workdir.iterdir():
+                f.unlink()
+            workdir.rmdir()
+        t_end = time.perf_counter()
+        info = sc.describe()
+    return SegmentResult(
+        features=features, output=None if output is None else Path(output),
+        probability=None if prob is None else Path(prob), scene=info, model=net.name,
+        tiles=len(grid), tiles_skipped=skipped,
+        timings={"model_s": round(timer.model_s, 3), "infer_s": round(t_infer - t_start, 3),
+                 "vectorize_write_s": round(t_end - t_infer, 3), "total_s": round(t_end - t_start, 3)})

@@ -1,0 +1,91 @@
+"""One referring sample (image, expression, mask) and the torch dataset that serves them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from georefseg.data.augment import dihedral
+from georefseg.data.imageio import read_image, read_mask
+from georefseg.errors import DatasetError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class RefSample:
+    """An image–expression pair; ``mask`` is a mask file, a function that draws it, or None
+    when the expression refers to nothing in the image."""
+
+    id: str
+    image: Path
+    expression: str
+    split: str
+    mask: Path | Callable[[], np.ndarray] | None
+    kinds: list[str] = field(default_factory=list)
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """Image (H×W×3 uint8) and target mask (H×W bool)."""
+        image = read_image(self.image)
+        if self.mask is None:
+            target = np.zeros(image.shape[:2], bool)
+        elif callable(self.mask):
+            target = self.mask()
+        else:
+            target = read_mask(self.mask)
+        if target.shape != image.shape[:2]:
+            raise DatasetError(f"mask of sample {self.id} is {target.shape[1]}×{target.shape[0]} px but "
+                               f"its image {self.image} is {image.shape[1]}×{image.shape[0]} px")
+        return image, target
+
+
+class ReferringDataset(Dataset):
+    """Samples as tensors: image 3×S×S in [0, 1], mask 1×S×S in {0, 1}, the expression.
+
+    ``augment`` applies a random flip/rotation that keeps direction words true.
+    """
+
+    def __init__(self, samples: Sequence[RefSample], size: int, augment: bool = False, seed: int = 0):
+        if not samples:
+            raise DatasetError("the dataset split is empty")
+        self.samples, self.size, self.augment, self.seed = list(samples), size, augment, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.samples[i]
+        image, mask = s.load()
+        k = int(np.random.default_rng([self.seed, self.epoch, i]).integers(8)) if self.augment else 0
+        return to_item(image, mask, s.expression, s.id, self.size, k)
+
+
+def to_item(image: np.ndarray, mask: np.ndarray, text: str, sample_id: str, size: int,
+            k: int = 0) -> dict:
+    """Tensors for one sample after the k-th dihedral transform, resized to size×size."""
+    if k:
+        image, mask, text = dihedral(image, mask, text, k)
+    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    msk = torch.from_numpy(np.ascontiguousarray(mask)).float()[None]
+    if img.shape[-2:] != (size, size):
+        img = F.interpolate(img[None], size=(size, size), mode="bilinear",
+                            align_corners=False, antialias=True)[0]
+        msk = (F.interpolate(msk[None], size=(size, size), mode="bilinear",
+                             align_corners=False)[0] >= 0.5).float()
+    return {"image": img, "mask": msk, "expression": text, "present": float(mask.any()),
+            "id": sample_id}
+
+
+def collate(batch: list[dict]) -> dict:
+    return {"image": torch.stack([b["image"] for b in batch]),
+            "mask": torch.stack([b["mask"] for b in batch]),
+            "present": torch.tensor([b["present"] for b in batch]),
+            "expression": [b["expression"] for b in batch],
+            "id": [b["id"] for b in batch]}

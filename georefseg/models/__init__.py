@@ -1,0 +1,1 @@
+"""Referring segmentation models and the registry that builds them by name or checkpoint."""

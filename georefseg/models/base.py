@@ -1,0 +1,117 @@
+"""The interface every referring segmenter offers the engine, and the types it exchanges.
+
+Imports no model: the registry imports the models, the models import this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TextBatch:
+    """Tokenised (and possibly encoded) expressions, one row per image in the batch."""
+
+    input_ids: torch.Tensor  # B×N token ids
+    attention_mask: torch.Tensor  # B×N, 1 on real tokens
+    features: torch.Tensor | None = None  # B×N×D word features, when encoded outside the model
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def to(self, device: torch.device | str) -> TextBatch:
+        feats = None if self.features is None else self.features.to(device)
+        return TextBatch(self.input_ids.to(device), self.attention_mask.to(device), feats)
+
+    def repeat_to(self, n: int) -> TextBatch:
+        """The single expression of a 1-row batch repeated for n tiles."""
+        if len(self) == n:
+            return self
+        if len(self) != 1:
+            raise ValueError(f"cannot repeat a text batch of {len(self)} rows to {n}")
+        feats = None if self.features is None else self.features.expand(n, -1, -1)
+        return TextBatch(self.input_ids.expand(n, -1), self.attention_mask.expand(n, -1), feats)
+
+    def select(self, index: torch.Tensor | slice) -> TextBatch:
+        feats = None if self.features is None else self.features[index]
+        return TextBatch(self.input_ids[index], self.attention_mask[index], feats)
+
+
+@dataclass
+class SegOutput:
+    """Per-pixel target logits (B×1×H×W) and per-image presence logits (B) when the model has them."""
+
+    logits: torch.Tensor
+    presence: torch.Tensor | None = None
+
+    def referring_logits(self) -> torch.Tensor:
+        """Log-odds that a pixel belongs to the referent: P(pixel | present) · P(present).
+
+        Computed in log space so that confident values stay finite in float32.
+        """
+        if self.presence is None:
+            return self.logits
+        log_p = F.logsigmoid(self.logits) + F.logsigmoid(self.presence)[:, None, None, None]
+        # logit(p) = log p - log(1 - p); log1p(-exp(log p)) is stable for log p < 0.
+        log_p = log_p.clamp(max=-1e-7)
+        return log_p - torch.log1p(-torch.exp(log_p))
+
+
+class ReferringSegmenter(nn.Module):
+    """Base class of the models the engine can run tile by tile.
+
+    Subclasses set ``name``, ``tile_size`` (preferred input side in pixels) and
+    ``min_overlap`` (context in pixels needed on each side for seam-free tiling), and
+    implement ``encode_text`` and ``segment``.
+    """
+
+    name: str = "base"
+    tile_size: int = 512
+    min_overlap: int = 64
+    in_channels: int = 3
+
+    def encode_text(self, texts: list[str]) -> TextBatch:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def segment(self, images: torch.Tensor, text: TextBatch) -> SegOutput:  # pragma: no cover
+        """images: B×C×H×W float in [0, 1] (scene-normalised); returns logits at H×W."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        tensor = next(self.parameters(), None)
+        if tensor is None:
+            tensor = next(self.buffers(), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
+
+    def describe(self) -> dict:
+        """A short, JSON-friendly description for outputs and `georefseg models`."""
+        return {"name": self.name, "tile_size": self.tile_size, "min_overlap": self.min_overlap,
+                "parameters": sum(p.numel() for p in self.parameters())}
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str,
+                      skip_prefixes: tuple[str, ...] = ()) -> None:
+    """Load ``state`` into ``module`` only if every key and shape fits; else a ModelError that
+    lists what is missing, unexpected or of the wrong shape (first few of each)."""
+    from georefseg.errors import ModelError
+
+    expected = {k: v.shape for k, v in module.state_dict().items() if not k.startswith(skip_prefixes)}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)}≠{tuple(s)}" for k, s in expected.items()
+             if k in state and state[k].shape != s]
+    if missing or unexpected or wrong:
+        def few(items: list[str]) -> str:
+            return ", ".join(items[:4]) + (f" (+{len(items) - 4} more)" if len(items) > 4 else "")
+        parts = [f"{len(missing)} missing: {few(missing)}" if missing else "",
+                 f"{len(unexpected)} unexpected: {few(unexpected)}" if unexpected else "",
+                 f"{len(wrong)} of another shape: {few(wrong)}" if wrong else ""]
+        raise ModelError(f"{source} does not fit the {getattr(module, 'name', 'model')} model: "
+                         + "; ".join(p for p in parts if p)
+                         + ". Check that the checkpoint was written for this model.")
+    module.load_state_dict(state, strict=False)

@@ -1,0 +1,181 @@
+"""`tiny`: the compact default model, small enough for a laptop CPU.
+
+A residual CNN encoder (strides 2–16), language fused at strides 4, 8 and 16 by pixel-word
+attention with a language gate (as in LAVT), one global transformer layer at stride 16 that
+lets every place see every other place and the words (relations, "largest", positions), a
+top-down decoder with adaptive rotated convolutions, a mask head at input resolution and a
+presence head that says whether the referent is in the tile at all.
+
+Text comes from the frozen all-MiniLM-L6-v2 encoder (word features, 384-d).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from georefseg.models.base import ReferringSegmenter, SegOutput, TextBatch
+from georefseg.models.layers import PWAM, AdaptiveRotatedConv2d
+from georefseg.models.text import MiniLMEncoder
+
+TEXT_PREFIX = "text_encoder."  # the shared, frozen MiniLM: not part of tiny's own weights
+
+
+@dataclass
+class TinyConfig:
+    """Architecture of a tiny model; stored next to its weights."""
+
+    widths: list[int] = field(default_factory=lambda: [24, 48, 96, 160])  # strides 2, 4, 8, 16
+    blocks: list[int] = field(default_factory=lambda: [1, 2, 2, 2])
+    text_dim: int = 128
+    heads: int = 4
+    arc_kernels: int = 2
+    tile_size: int = 512
+    min_overlap: int = 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = _conv_bn(ch, ch)
+        self.conv2 = nn.Sequential(nn.Conv2d(ch, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.conv2(self.conv1(x)))
+
+
+class LanguageFusion(nn.Module):
+    """Pixel-word attention, then a learned gate decides how much of it joins the features."""
+
+    def __init__(self, ch: int, text_dim: int, heads: int):
+        super().__init__()
+        heads = heads if ch % heads == 0 else 1
+        self.pwam = PWAM(ch, ch, text_dim, ch, ch, num_heads=heads, query_norm="none")
+        self.gate = nn.Sequential(nn.Linear(ch, ch, bias=False), nn.ReLU(), nn.Linear(ch, ch, bias=False),
+                                  nn.Tanh())
+
+    def forward(self, x: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        flat = x.flatten(2).transpose(1, 2)  # B×HW×C
+        fused = self.pwam(flat, words, mask)
+        out = flat + self.gate(fused) * fused
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+def _coords(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Normalised (x, y) in [-1, 1] of each cell centre: 2×H×W."""
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w * 2 - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy])
+
+
+class GlobalReasoning(nn.Module):
+    """One transformer layer over all stride-16 cells (with their positions) and the words."""
+
+    def __init__(self, ch: int, text_dim: int, heads: int, freqs: int = 6):
+        super().__init__()
+        self.freqs = freqs
+        self.pos = nn.Linear(4 * freqs, ch)
+        self.words = nn.Linear(text_dim, ch)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(ch), nn.LayerNorm(ch), nn.LayerNorm(ch)
+        self.self_attn = nn.MultiheadAttention(ch, heads, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(ch, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(ch, 2 * ch), nn.GELU(), nn.Linear(2 * ch, ch))
+
+    def forward(self, x: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        xy = _coords(h, w, x.device, x.dtype).flatten(1).T  # HW×2
+        bands = xy[:, :, None] * (math.pi * 2.0 ** torch.arange(self.freqs, device=x.device, dtype=x.dtype))
+        pos = self.pos(torch.cat([bands.sin(), bands.cos()], dim=1).flatten(1))  # HW×C
+        tokens = x.flatten(2).transpose(1, 2) + pos
+        q = self.norm1(tokens)
+        tokens = tokens + self.self_attn(q, q, q, need_weights=False)[0]
+        kv = self.words(words.transpose(1, 2))  # B×N×C
+        tokens = tokens + self.cross_attn(self.norm2(tokens), kv, kv, key_padding_mask=~mask[..., 0].bool(),
+                                          need_weights=False)[0]
+        tokens = tokens + self.mlp(self.norm3(tokens))
+        return tokens.transpose(1, 2).reshape(b, c, h, w)
+
+
+class DecoderStage(nn.Module):
+    """Upsample, join the skip features, mix with a plain and a rotated convolution."""
+
+    def __init__(self, cin: int, cskip: int, cout: int, arc_kernels: int):
+        super().__init__()
+        self.conv = _conv_bn(cin + cskip, cout)
+        self.arc = AdaptiveRotatedConv2d(cout, cout, kernel_number=arc_kernels)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        x = self.conv(torch.cat([x, skip], dim=1))
+        return F.relu(self.bn(self.arc(x)))
+
+
+class TinyRefSeg(ReferringSegmenter):
+    """The default model (see module docstring)."""
+
+    name = "tiny"
+
+    def __init__(self, config: TinyConfig | None = None, text_encoder: MiniLMEncoder | None = None):
+        super().__init__()
+        cfg = config or TinyConfig()
+        self.config = cfg
+        self.tile_size, self.min_overlap = cfg.tile_size, cfg.min_overlap
+        self.text_encoder = text_encoder or MiniLMEncoder()
+        w, t = cfg.widths, cfg.text_dim
+        self.word_proj = nn.Sequential(nn.Linear(MiniLMEncoder.dim, t), nn.LayerNorm(t))
+        self.stem = nn.Sequential(_conv_bn(3, w[0], 2), *[ResBlock(w[0]) for _ in range(cfg.blocks[0])])
+        self.stages = nn.ModuleList(
+            nn.Sequential(_conv_bn(w[i - 1], w[i], 2), *[ResBlock(w[i]) for _ in range(cfg.blocks[i])])
+            for i in range(1, 4))
+        self.fusions = nn.ModuleList(LanguageFusion(w[i], t, cfg.heads) for i in range(1, 4))
+        self.reason = GlobalReasoning(w[3], t, cfg.heads)
+        self.up3 = DecoderStage(w[3], w[2], w[2], cfg.arc_kernels)
+        self.up2 = DecoderStage(w[2], w[1], w[1], cfg.arc_kernels)
+        self.up1 = DecoderStage(w[1], w[0], w[0], cfg.arc_kernels)
+        self.mask_head = nn.Conv2d(w[0], 1, 1)
+        self.presence_head = nn.Sequential(nn.Linear(2 * w[3] + t, w[3]), nn.ReLU(), nn.Linear(w[3], 1))
+
+    def encode_text(self, texts: list[str]) -> TextBatch:
+        return self.text_encoder.encode(texts)
+
+    def forward(self, images: torch.Tensor, text: TextBatch) -> SegOutput:
+        """images: B×3×H×W in [0, 1]; H and W multiples of 16 work best (others are padded)."""
+        if text.features is None:
+            text = TextBatch(text.input_ids, text.attention_mask, self.text_encoder(text))
+        mask = text.attention_mask[..., None].to(images.dtype)  # B×N×1
+        words = self.word_proj(text.features.to(images.dtype))  # B×N×T
+        sentence = (words * mask).sum(1) / mask.sum(1).clamp(min=1)
+        words = words.transpose(1, 2)  # B×T×N
+        h, w = images.shape[-2:]
+        ph, pw = (-h) % 16, (-w) % 16
+        x = (images - 0.5) / 0.25
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        s2 = self.stem(x)
+        feats = [s2]
+        for stage, fusion in zip(self.stages, self.fusions, strict=True):
+            feats.append(fusion(stage(feats[-1]), words, mask))
+        s16 = self.reason(feats[3], words, mask)
+        y = self.up1(self.up2(self.up3(s16, feats[2]), feats[1]), feats[0])
+        logits = F.interpolate(self.mask_head(y), scale_factor=2, mode="bilinear", align_corners=False)
+        pooled = torch.cat([s16.mean((2, 3)), s16.amax((2, 3)), sentence], dim=1)
+        presence = self.presence_head(pooled)[:, 0]
+        return SegOutput(logits[..., :h, :w], presence)
+
+    def segment(self, images: torch.Tensor, text: TextBatch) -> SegOutput:
+        return self(images, text)

@@ -1,0 +1,236 @@
+"""Scene: a georeferenced raster opened for tiled inference.
+
+Validates what the engine needs (a readable raster with a CRS, bands that exist), picks the
+bands to show the model, and computes normalisation statistics once for the whole scene
+(from overviews, or from windows sampled across it) so that every tile is normalised the
+same way: per-tile statistics would make each tile look different and leave seams.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import CRS, Geod
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from georefseg.errors import InputError
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+_STAT_SAMPLE = 2048  # pixels per side of the decimated view the statistics come from
+
+
+@dataclass(frozen=True)
+class BandStats:
+    """Per-band values mapped to 0 and 1, and the value that fills nodata pixels."""
+
+    low: np.ndarray
+    high: np.ndarray
+    fill: np.ndarray
+
+
+class Scene:
+    """An open raster: georeferencing, band choice and scene-wide normalisation.
+
+    Use as a context manager, or call :meth:`close`. Reading is thread-safe: each thread
+    gets its own dataset handle (GDAL handles must not be shared between threads).
+    """
+
+    def __init__(self, path: str | Path, bands: list[int] | None = None):
+        self.path = str(path)
+        p = Path(self.path)
+        if "://" not in self.path and not self.path.startswith("/vsi") and not p.exists():
+            raise InputError(f"scene {self.path} does not exist: check the path")
+        if p.is_dir():
+            raise InputError(f"{self.path} is a folder, not a raster: give a GeoTIFF, COG or VRT file")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                src = rasterio.open(self.path)
+        except RasterioIOError as exc:
+            raise InputError(f"{self.path} is not a raster GDAL can read ({_first_line(exc)}): "
+                             "give a GeoTIFF, COG or VRT file") from exc
+        with src:
+            self.width, self.height, self.count = src.width, src.height, src.count
+            self.crs: CRS | None = CRS.from_user_input(src.crs) if src.crs else None
+            self.transform: Affine = src.transform
+            self.dtype = src.dtypes[0]
+            self.nodata = src.nodata
+            self.colorinterp = list(src.colorinterp)
+            self.has_overviews = bool(src.overviews(1))
+            self.driver = src.driver
+        if self.crs is None:
+            raise InputError(f"{self.path} has no coordinate reference system, so results could not "
+                             "be placed on the map: assign one first, e.g. "
+                             f"gdal_edit.py -a_srs EPSG:32633 {self.path}")
+        if self.transform.is_identity:
+            raise InputError(f"{self.path} has no geotransform (pixel-to-map mapping): "
+                             "georeference it first, e.g. with gdal_translate -a_ullr")
+        if self.dtype not in SUPPORTED_DTYPES:
+            raise InputError(f"{self.path} has pixels of type {self.dtype}, which georefseg does not "
+                             f"read: convert to one of {', '.join(SUPPORTED_DTYPES)}")
+        self.bands = self._choose_bands(bands)
+        self._local = threading.local()
+        self.stats = self._compute_stats()
+
+    # ------------------------------------------------------------------ bands
+
+    def _choose_bands(self, bands: list[int] | None) -> list[int]:
+        if bands:
+            bad = [b for b in bands if not 1 <= b <= self.count]
+            if bad:
+                raise InputError(f"band {bad[0]} is out of range: {self.path} has bands 1 to {self.count}")
+            if len(bands) not in (1, 3):
+                raise InputError(f"--bands takes 1 or 3 band numbers (got {len(bands)}): "
+                                 "the model sees red, green, blue, or one grey band")
+            return list(bands)
+        ci = self.colorinterp
+        rgb = [ci.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue) if c in ci]
+        if len(rgb) == 3:
+            return rgb
+        data_bands = [i + 1 for i, c in enumerate(ci) if c != ColorInterp.alpha]
+        return data_bands[:3] if len(data_bands) >= 3 else data_bands[:1]
+
+    # ------------------------------------------------------------------ geometry
+
+    @property
+    def is_geographic(self) -> bool:
+        return self.crs.is_geographic
+
+    @property
+    def is_rotated(self) -> bool:
+        return self.transform.b != 0 or self.transform.d != 0
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        xs, ys = zip(*(self.transform @ (c, r) for c in (0, self.width) for r in (0, self.height)),
+                     strict=True)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def pixel_size_m(self) -> tuple[float, float]:
+        """Ground size of one pixel (x, y) in metres at the scene centre."""
+        t = self.transform
+        cx, cy = self.width / 2, self.height / 2
+        p0, px, py = t @ (cx, cy), t @ (cx + 1, cy), t @ (cx, cy + 1)
+        if self.is_geographic:
+            geod = Geod(ellps="WGS84")
+            return (geod.inv(*p0, *px)[2], geod.inv(*p0, *py)[2])
+        unit = self.crs.axis_info[0].unit_conversion_factor if self.crs.axis_info else 1.0
+        return (math.dist(p0, px) * unit, math.dist(p0, py) * unit)
+
+    # ------------------------------------------------------------------ reading
+
+    def _dataset(self):
+        ds = getattr(self._local, "ds", None)
+        if ds is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = self._local.ds = rasterio.open(self.path)
+        return ds
+
+    def __getstate__(self) -> dict:
+        # Open handles stay behind; a copy (e.g. on a Dask worker) opens its own.
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def close(self) -> None:
+        ds = getattr(self._local, "ds", None)
+        if ds is not None:
+            ds.close()
+            self._local.ds = None
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def read_raw(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Selected bands (C×h×w float32, as stored) and the validity mask (h×w bool)."""
+        ds = self._dataset()
+        try:
+            if out_shape is None:
+                data = ds.read(self.bands, window=window)
+                valid = ds.dataset_mask(window=window) > 0
+            else:
+                data = ds.read(self.bands, window=window, out_shape=(len(self.bands), *out_shape))
+                valid = ds.dataset_mask(window=window, out_shape=out_shape) > 0
+            data = data.astype(np.float32, copy=False)
+        except RasterioIOError as exc:
+            raise InputError(f"{self.path} is corrupt or truncated: reading pixels "
+                             f"{window.col_off},{window.row_off} to {window.col_off + window.width},"
+                             f"{window.row_off + window.height} failed ({_first_line(exc)}); "
+                             "re-download or re-export the file") from exc
+        # NaNs in float scenes are nodata too, whatever the header says.
+        if data.dtype.kind == "f":
+            valid &= np.isfinite(data).all(axis=0)
+        return data, valid
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Model input for a window: 3×h×w float32 in [0, 1] and its validity mask.
+
+        Invalid pixels get the scene's typical value so the model sees no artificial edges.
+        """
+        data, valid = self.read_raw(window)
+        scaled = (data - self.stats.low[:, None, None]) / (self.stats.high - self.stats.low)[:, None, None]
+        scaled = np.clip(scaled, 0.0, 1.0)
+        if not valid.all():
+            scaled = np.where(valid[None], scaled, self.stats.fill[:, None, None])
+        if scaled.shape[0] == 1:
+            scaled = np.repeat(scaled, 3, axis=0)
+        return scaled, valid
+
+    def valid_fraction(self, window: Window) -> float:
+        """Share of valid pixels in a window, from the mask alone (cheap)."""
+        try:
+            return float((self._dataset().dataset_mask(window=window) > 0).mean())
+        except RasterioIOError as exc:
+            raise InputError(f"{self.path} is corrupt or truncated ({_first_line(exc)}): "
+                             "re-download or re-export the file") from exc
+
+    def _compute_stats(self) -> BandStats:
+        """Scene-wide normalisation: uint8 as is (0–255 → 0–1); other types stretched between
+        their 2nd and 98th percentiles over a decimated view of the whole scene."""
+        scale = max(1.0, max(self.width, self.height) / _STAT_SAMPLE)
+        shape = (max(1, round(self.height / scale)), max(1, round(self.width / scale)))
+        data, valid = self.read_raw(Window(0, 0, self.width, self.height), out_shape=shape)
+        pixels = data[:, valid]
+        if self.dtype == "uint8":
+            low, high = np.zeros(len(self.bands), np.float32), np.full(len(self.bands), 255.0, np.float32)
+        elif pixels.size:
+            low, high = np.percentile(pixels, [2, 98], axis=1).astype(np.float32)
+        else:
+            low, high = np.zeros(len(self.bands), np.float32), np.ones(len(self.bands), np.float32)
+        high = np.where(high > low, high, low + 1).astype(np.float32)
+        if pixels.size:
+            fill = np.clip((np.median(pixels, axis=1) - low) / (high - low), 0, 1).astype(np.float32)
+        else:
+            fill = np.full(len(self.bands), 0.5, np.float32)
+        if len(self.bands) == 1:
+            fill = np.repeat(fill, 3)
+        return BandStats(low, high, fill)
+
+    def describe(self) -> dict:
+        """What `georefseg info` prints."""
+        return {"path": self.path, "driver": self.driver, "width": self.width, "height": self.height,
+                "bands": self.count, "dtype": self.dtype, "model_bands": self.bands,
+                "colour_interpretation": [c.name for c in self.colorinterp],
+                "crs": self.crs.to_string(), "crs_name": self.crs.name,
+                "pixel_size_m": [round(v, 4) for v in self.pixel_size_m()],
+                "bounds": [round(v, 6) for v in self.bounds], "nodata": self.nodata,
+                "rotated": self.is_rotated, "overviews": self.has_overviews}
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

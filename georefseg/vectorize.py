@@ -1,0 +1,127 @@
+"""Probability raster → candidate objects (polygons with scores), in bounded memory.
+
+The raster is read in row strips; each strip's mask (probability ≥ threshold) is labelled
+into connected components, whose polygons (holes kept) and probability sums are collected.
+Pieces that touch a strip seam are merged with their neighbours across it afterwards.
+Geometry stays in pixel units until the end, so simplification and the minimum area use
+ground units converted at the scene's pixel size, whatever the CRS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from pyproj import CRS, Geod
+from rasterio.features import shapes
+from rasterio.windows import Window
+from scipy import ndimage
+from shapely import affinity
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+
+@dataclass
+class Candidate:
+    """A connected region of high probability: geometry in map units of the scene's CRS."""
+
+    geometry: BaseGeometry
+    score: float  # mean probability inside
+    peak: float  # highest probability inside
+    pixels: int
+    area_m2: float
+
+
+@dataclass
+class _Piece:
+    geom: BaseGeometry  # pixel coordinates
+    prob_sum: float
+    peak: float
+    pixels: int
+    touches_seam: bool
+
+
+def _strip_pieces(prob: np.ndarray, row0: int, threshold: float, seams: tuple[bool, bool]) -> list[_Piece]:
+    mask = np.nan_to_num(prob, nan=0.0) >= threshold
+    if not mask.any():
+        return []
+    labels, n = ndimage.label(mask)
+    idx = np.arange(1, n + 1)
+    sums = ndimage.sum_labels(prob, labels, idx)
+    peaks = ndimage.maximum(prob, labels, idx)
+    counts = ndimage.sum_labels(mask, labels, idx)
+    top_labels = set(np.unique(labels[0])) if seams[0] else set()
+    bottom_labels = set(np.unique(labels[-1])) if seams[1] else set()
+    pieces = []
+    for geom, value in shapes(labels.astype(np.int32), mask=mask, connectivity=4,
+                              transform=Affine.translation(0, row0)):
+        k = int(value)
+        pieces.append(_Piece(shape(geom), float(sums[k - 1]), float(peaks[k - 1]), int(counts[k - 1]),
+                             k in top_labels or k in bottom_labels))
+    return pieces
+
+
+def _merge_across_seams(pieces: list[_Piece]) -> list[_Piece]:
+    seam = [p for p in pieces if p.touches_seam]
+    done = [p for p in pieces if not p.touches_seam]
+    if not seam:
+        return done
+    # Pieces that share an edge across a seam belong to one object: group by touching.
+    tree = shapely.STRtree([p.geom for p in seam])
+    parent = list(range(len(seam)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*tree.query([p.geom for p in seam], predicate="intersects"), strict=True):
+        if i != j and seam[i].geom.intersection(seam[j].geom).length > 0:
+            parent[find(i)] = find(j)
+    groups: dict[int, list[_Piece]] = {}
+    for i, p in enumerate(seam):
+        groups.setdefault(find(i), []).append(p)
+    for group in groups.values():
+        geom = shapely.union_all([p.geom for p in group]) if len(group) > 1 else group[0].geom
+        done.append(_Piece(geom, sum(p.prob_sum for p in group), max(p.peak for p in group),
+                           sum(p.pixels for p in group), False))
+    return done
+
+
+def ground_area_m2(geom: BaseGeometry, crs: CRS) -> float:
+    """Area in m²: geodesic on the ellipsoid for geographic CRSs, planar otherwise."""
+    if crs.is_geographic:
+        return abs(Geod(ellps="WGS84").geometry_area_perimeter(geom)[0])
+    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    return geom.area * unit * unit
+
+
+def extract_candidates(prob_path: str, threshold: float = 0.5, min_area_m2: float = 0.0,
+                       simplify_m: float = 0.0, pixel_size_m: tuple[float, float] = (1.0, 1.0),
+                       strip_rows: int = 2048) -> list[Candidate]:
+    """Connected regions of ``prob ≥ threshold`` as polygons in the raster's CRS."""
+    with rasterio.open(prob_path) as src:
+        crs, transform, height, width = CRS.from_user_input(src.crs), src.transform, src.height, src.width
+        pieces: list[_Piece] = []
+        for row0 in range(0, height, strip_rows):
+            rows = min(strip_rows, height - row0)
+            prob = src.read(1, window=Window(0, row0, width, rows))
+            pieces += _strip_pieces(prob, row0, threshold, (row0 > 0, row0 + rows < height))
+    pieces = _merge_across_seams(pieces)
+    tolerance_px = simplify_m / min(pixel_size_m) if simplify_m > 0 else 0.0
+    matrix = [transform.a, transform.b, transform.d, transform.e, transform.xoff, transform.yoff]
+    out = []
+    for p in pieces:
+        geom = p.geom.simplify(tolerance_px, preserve_topology=True) if tolerance_px else p.geom
+        if geom.is_empty:
+            continue
+        geom = affinity.affine_transform(geom, matrix)
+        area = ground_area_m2(geom, crs)
+        if area < min_area_m2:
+            continue
+        out.append(Candidate(geom, p.prob_sum / max(p.pixels, 1), p.peak, p.pixels, area))
+    return out

@@ -1,0 +1,62 @@
+"""Test fixtures shared by the test modules: scenes written with rasterio, a colour model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+import torch.nn.functional as F
+from affine import Affine
+
+from georefseg.models.base import ReferringSegmenter, SegOutput, TextBatch
+
+RED = (0.9, 0.1, 0.1)
+
+
+class ColourModel(ReferringSegmenter):
+    """A fully-convolutional fixture with fixed weights: high logits on pixels close to one
+    colour, mixed with their 5×5 neighbourhood (receptive radius 2, so seams would show).
+    The centre tap dominates, so the mask edge is exactly the object's edge. Never shipped;
+    tests use it to check geometry exactly."""
+
+    name = "colour-fixture"
+
+    def __init__(self, colour: tuple[float, float, float] = RED, tile_size: int = 128, min_overlap: int = 32):
+        super().__init__()
+        self.tile_size, self.min_overlap = tile_size, min_overlap
+        self.register_buffer("colour", torch.tensor(colour).view(1, 3, 1, 1))
+        kernel = torch.full((1, 1, 5, 5), 0.1 / 24)
+        kernel[0, 0, 2, 2] = 0.9
+        self.register_buffer("kernel", kernel)
+
+    def encode_text(self, texts: list[str]) -> TextBatch:
+        n = len(texts)
+        return TextBatch(torch.zeros(n, 2, dtype=torch.long), torch.ones(n, 2, dtype=torch.long))
+
+    def segment(self, images: torch.Tensor, text: TextBatch) -> SegOutput:
+        closeness = 0.3 - (images - self.colour).abs().sum(1, keepdim=True)
+        return SegOutput(F.conv2d(40 * closeness, self.kernel, padding=2))
+
+
+def write_scene(path: Path, image: np.ndarray, crs: str, transform: Affine, nodata=None,
+                **profile) -> Path:
+    """Write a C×H×W array as a GeoTIFF."""
+    with rasterio.open(path, "w", driver=profile.pop("driver", "GTiff"), width=image.shape[2],
+                       height=image.shape[1], count=image.shape[0], dtype=image.dtype, crs=crs,
+                       transform=transform, nodata=nodata, **profile) as dst:
+        dst.write(image)
+    return path
+
+
+def scene_with_square(height: int, width: int, box: tuple[int, int, int, int],
+                      colour=(230, 25, 25), background=(90, 120, 80), dtype="uint8") -> np.ndarray:
+    """A plain scene with one coloured rectangle at rows box[0]:box[1], cols box[2]:box[3]."""
+    img = np.empty((3, height, width), dtype)
+    for b in range(3):
+        img[b] = background[b]
+        img[b, box[0]:box[1], box[2]:box[3]] = colour[b]
+    rng = np.random.default_rng(0)
+    noise = rng.integers(-3, 4, img.shape)
+    return np.clip(img.astype(int) + noise, 0, np.iinfo(dtype).max).astype(dtype)

@@ -1,0 +1,150 @@
+"""segment(): polygons at known ground coordinates, every output format, safe writing."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from affine import Affine
+from fixtures import ColourModel, scene_with_square, write_scene
+from pyproj import CRS, Transformer
+from shapely.geometry import box
+
+from georefseg.api import segment
+from georefseg.errors import InputError, OutputError
+
+UTM = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
+
+
+@pytest.fixture
+def utm_scene(tmp_path):
+    # a 40×80 px red roof at rows 100–140, cols 50–130: x 500025–500065, y 3999930–3999950
+    img = scene_with_square(300, 400, (100, 140, 50, 130))
+    return write_scene(tmp_path / "utm.tif", img, "EPSG:32633", UTM)
+
+
+def test_polygon_at_known_utm_coordinates(utm_scene, tmp_path):
+    res = segment(utm_scene, "the red roof", tmp_path / "out.gpkg", prob=tmp_path / "prob.tif",
+                  model=ColourModel())
+    gdf = gpd.read_file(tmp_path / "out.gpkg")
+    assert len(gdf) == 1
+    assert CRS.from_user_input(gdf.crs).to_epsg() == 32633
+    geom = gdf.geometry.iloc[0]
+    assert geom.equals_exact(box(500025, 3999930, 500065, 3999950), tolerance=1e-6) or \
+        geom.symmetric_difference(box(500025, 3999930, 500065, 3999950)).area < 1e-6
+    row = gdf.iloc[0]
+    assert row["area_m2"] == pytest.approx(800.0)
+    assert row["expression"] == "the red roof" and row["rank"] == 1
+    assert row["scene"] == "utm.tif" and row["model"] == "colour-fixture"
+    assert 0.9 < row["score"] <= 1.0
+    assert list(gdf.columns) == ["expression", "score", "rank", "area_m2", "scene", "model", "geometry"]
+    # the probability raster lines up pixel for pixel with the scene
+    with rasterio.open(tmp_path / "prob.tif") as p, rasterio.open(utm_scene) as s:
+        assert p.transform == s.transform and p.crs == s.crs and p.shape == s.shape
+        assert p.dtypes[0] == "float32" and p.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        prob = p.read(1)
+    assert prob[120, 90] > 0.99 and prob[10, 10] < 0.01
+    assert res.tiles == 12 and res.tiles_skipped == 0  # 4 × 3 tiles of 128 px
+
+
+def test_polygon_at_known_coordinates_in_epsg4326(tmp_path):
+    t = Affine(1e-5, 0, 10.0, 0, -1e-5, 50.0)
+    img = scene_with_square(200, 300, (50, 90, 100, 160))
+    path = write_scene(tmp_path / "geo.tif", img, "EPSG:4326", t)
+    segment(path, "red", tmp_path / "out.geojson", model=ColourModel())
+    gdf = gpd.read_file(tmp_path / "out.geojson")
+    (geom,) = gdf.geometry
+    assert geom.bounds == pytest.approx((10.001, 49.9991, 10.0016, 49.9995), abs=1e-9)
+    # area in m² checked independently: the same square in UTM 32N
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32632", always_xy=True)
+    xs, ys = to_utm.transform([10.001, 10.0016, 10.0016, 10.001], [49.9995, 49.9995, 49.9991, 49.9991])
+    from shapely.geometry import Polygon
+
+    assert gdf["area_m2"].iloc[0] == pytest.approx(Polygon(zip(xs, ys, strict=True)).area, rel=2e-3)
+
+
+@pytest.mark.parametrize("ext", [".gpkg", ".geojson", ".shp", ".parquet"])
+def test_output_formats(utm_scene, tmp_path, ext):
+    out = tmp_path / f"tanks{ext}"
+    segment(utm_scene, "red", out, model=ColourModel())
+    gdf = gpd.read_parquet(out) if ext == ".parquet" else gpd.read_file(out)
+    epsg = CRS.from_user_input(gdf.crs).to_epsg()
+    if ext == ".geojson":
+        assert epsg == 4326
+        lon, lat = Transformer.from_crs(32633, 4326, always_xy=True).transform(500045, 3999940)
+        c = gdf.geometry.iloc[0].centroid
+        assert (c.x, c.y) == pytest.approx((lon, lat), abs=1e-7)
+    else:
+        assert epsg == 32633
+        assert gdf.geometry.iloc[0].centroid.coords[0] == pytest.approx((500045, 3999940))
+    assert {"expression", "score", "rank", "area_m2", "scene", "model"} <= set(gdf.columns)
+    assert not any(p.name.startswith(".georefseg") for p in tmp_path.iterdir())
+    if ext == ".geojson":
+        assert pyogrio.read_info(out)["crs"] in ("EPSG:4326", "OGC:CRS84")
+
+
+def test_rotated_geotransform_is_handled(tmp_path):
+    rot = UTM @ Affine.rotation(30)
+    img = scene_with_square(200, 200, (50, 90, 60, 140))
+    path = write_scene(tmp_path / "rot.tif", img, "EPSG:32633", rot)
+    segment(path, "red", tmp_path / "o.gpkg", prob=tmp_path / "p.tif", model=ColourModel())
+    (geom,) = gpd.read_file(tmp_path / "o.gpkg").geometry
+    corners = [rot @ (c, r) for c, r in ((60, 50), (140, 50), (140, 90), (60, 90))]
+    from shapely.geometry import Polygon
+
+    expected = Polygon(corners)
+    assert geom.symmetric_difference(expected).area < 1e-6
+    assert geom.area == pytest.approx(80 * 40 * 0.25)
+    with rasterio.open(tmp_path / "p.tif") as p:
+        assert p.transform.almost_equals(rot)
+
+
+def test_nodata_tiles_are_skipped(tmp_path):
+    img = scene_with_square(256, 512, (100, 140, 300, 360))
+    img[:, :, :256] = 0
+    path = write_scene(tmp_path / "half.tif", img, "EPSG:32633", UTM, nodata=0)
+    res = segment(path, "red", prob=tmp_path / "p.tif", model=ColourModel(tile_size=128, min_overlap=32))
+    assert res.tiles_skipped >= 2
+    with rasterio.open(tmp_path / "p.tif") as p:
+        prob = p.read(1)
+    assert np.isnan(prob[:, :200]).all() and not np.isnan(prob[:, 300:]).any()
+    assert len(res.features) == 1
+
+
+def test_no_match_is_not_an_error(utm_scene, tmp_path):
+    res = segment(utm_scene, "blue", tmp_path / "none.gpkg", model=ColourModel(colour=(0.1, 0.1, 0.9)))
+    assert len(res.features) == 0
+    assert len(gpd.read_file(tmp_path / "none.gpkg")) == 0
+
+
+def test_existing_output_is_kept_unless_overwrite(utm_scene, tmp_path):
+    out = tmp_path / "o.gpkg"
+    out.write_bytes(b"precious")
+    with pytest.raises(OutputError, match="already exists"):
+        segment(utm_scene, "red", out, model=ColourModel())
+    assert out.read_bytes() == b"precious"
+    segment(utm_scene, "red", out, model=ColourModel(), overwrite=True)
+    assert len(gpd.read_file(out)) == 1
+
+
+def test_failure_midway_leaves_no_files(tmp_path, real_scenes):
+    out_dir = tmp_path / "out"
+    with pytest.raises(InputError):
+        segment(real_scenes / "rasterio_edge_cases" / "corrupt.tif", "x", out_dir / "o.gpkg",
+                prob=out_dir / "p.tif", model=ColourModel())
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_bad_arguments(utm_scene, tmp_path):
+    with pytest.raises(InputError, match="empty"):
+        segment(utm_scene, "   ", tmp_path / "o.gpkg", model=ColourModel())
+    with pytest.raises(InputError, match="characters long"):
+        segment(utm_scene, "tank " * 100, tmp_path / "o.gpkg", model=ColourModel())
+    with pytest.raises(OutputError, match="unknown output format"):
+        segment(utm_scene, "red", tmp_path / "o.kml", model=ColourModel())
+    with pytest.raises(OutputError, match="name it"):
+        segment(utm_scene, "red", tmp_path / "o.gpkg", prob=tmp_path / "p.png", model=ColourModel())
+    with pytest.raises(InputError, match="threshold"):
+        segment(utm_scene, "red", tmp_path / "o.gpkg", threshold=1.5, model=ColourModel())
