@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from georefseg.errors import GeorefsegError, InputError
+from georefseg.errors import GeorefsegError, InputError, TrainingInterrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Referring segmentation of satellite scenes: an expression in, polygons on the map out.")
@@ -139,10 +139,145 @@ def models() -> None:
     out.print(table)
 
 
+@dataset_app.command("synth")
+def dataset_synth(
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="folder to write")],
+    n: Annotated[int, typer.Option("--n", help="number of scenes (each gives a few expressions)")] = 1000,
+    seed: Annotated[int, typer.Option(help="generator seed: the same seed gives the same dataset")] = 0,
+    size: Annotated[int, typer.Option(help="scene side in pixels")] = 256,
+    workers: Annotated[int, typer.Option(help="processes")] = 2,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Generate a synthetic referring dataset (train/val/test splits share no scene)."""
+    from georefseg.data.synth import write_synthetic_dataset
+
+    if n < 1:
+        raise InputError("--n must be at least 1")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InputError(f"{out_dir} is not empty: choose a new folder")
+    with _progress(quiet, "scenes") as bar:
+        task = bar.add_task("scenes", total=n, info="")
+        meta = write_synthetic_dataset(out_dir, n, seed=seed, size=size, workers=workers,
+                                       progress=lambda: bar.advance(task))
+    if not quiet:
+        out.print(f"wrote {out_dir}: {meta['samples']}")
+
+
+@dataset_app.command("from-labels")
+def dataset_from_labels(
+    raster: Annotated[str, typer.Option(help="the image (GeoTIFF, COG, VRT)")],
+    labels: Annotated[Path, typer.Option(help="polygon layer (GeoPackage, Shapefile, GeoJSON, …)")],
+    class_field: Annotated[str, typer.Option(help="attribute that names each object's class")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="folder to write")],
+    layer: Annotated[str | None, typer.Option(help="layer name inside the label file")] = None,
+    chip: Annotated[int, typer.Option(help="chip side in pixels")] = 256,
+    water_classes: Annotated[str, typer.Option(help="classes that are water (context for 'near the river')")] = "",
+    road_classes: Annotated[str, typer.Option(help="classes that are roads (context)")] = "",
+    max_chips: Annotated[int | None, typer.Option(help="at most this many chips")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Turn labelled polygons over a raster into a referring dataset."""
+    from georefseg.data.labels import build_from_labels
+
+    def classes(text: str) -> tuple[str, ...]:
+        return tuple(c.strip().lower() for c in text.split(",") if c.strip())
+
+    with _progress(quiet, "objects") as bar:
+        task = bar.add_task("objects", total=None, info="")
+        counts = build_from_labels(raster, labels, class_field, out_dir, layer=layer, chip=chip, seed=seed,
+                                   water_classes=classes(water_classes), road_classes=classes(road_classes),
+                                   max_chips=max_chips,
+                                   progress=lambda d, t: bar.update(task, completed=d, total=t))
+    if not quiet:
+        out.print(f"wrote {out_dir}: {counts}")
+
+
+@app.command()
+def train(
+    data: Annotated[str, typer.Option(help="dataset folder, or synth:SEED for endless synthetic scenes")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="folder for checkpoints and weights")],
+    epochs: Annotated[int, typer.Option(help="passes over the train split")] = 8,
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+    batch_size: Annotated[int, typer.Option(help="samples per step")] = 16,
+    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = 2e-3,
+    warmup: Annotated[int, typer.Option(help="warm-up steps")] = 300,
+    schedule: Annotated[str, typer.Option(help="cosine or poly decay")] = "cosine",
+    size: Annotated[int, typer.Option(help="training image side in pixels")] = 256,
+    val_data: Annotated[str | None, typer.Option(help="validation folder (needed with synth:SEED)")] = None,
+    val_every: Annotated[int, typer.Option(help="validate every N steps")] = 1000,
+    init: Annotated[Path | None, typer.Option(help="start from these tiny weights")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+    workers: Annotated[int, typer.Option(help="data loading processes")] = 2,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Train the tiny model; the best weights go to OUT/best.safetensors (+ .json recipe)."""
+    from georefseg.train import TrainConfig
+    from georefseg.train import train as run
+
+    if schedule not in ("cosine", "poly"):
+        raise InputError(f"--schedule {schedule!r}: use cosine or poly")
+    cfg = TrainConfig(data=data, out=str(out_dir), epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                      lr=lr, warmup_steps=warmup, schedule=schedule, size=size, val_every=val_every,
+                      workers=workers, seed=seed, device=device, init=None if init is None else str(init),
+                      val_data=val_data)
+    with _progress(quiet, "training") as bar:
+        task = bar.add_task("steps", total=None, info="")
+
+        def step(s: int, total: int, loss: float, rate: float) -> None:
+            bar.update(task, completed=s, total=total, info=f"loss {loss:.3f} lr {rate:.1e}")
+
+        def validated(s: int, m: dict) -> None:
+            bar.console.print(f"step {s}: val mIoU {m['mIoU']:.3f} oIoU {m['oIoU']:.3f} "
+                              f"Prec@0.5 {m['prec@0.5']:.3f}")
+
+        state = run(cfg, resume=resume, on_step=step, on_validate=validated)
+    if not quiet:
+        out.print(f"done at step {state.step}; best val mIoU {max(state.best_miou, 0):.3f}; "
+                  f"weights: {out_dir / 'best.safetensors'}")
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="dataset folder (georefseg, RRSIS-D or RefSegRS layout)")],
+    model: Annotated[str, typer.Option(help="model name or weights file")] = "tiny",
+    checkpoint: Annotated[Path | None, typer.Option(help="weights for --model")] = None,
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the metrics as JSON")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N samples")] = None,
+    batch_size: Annotated[int, typer.Option(help="samples per model call")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Score a model with the field's metrics (mIoU, oIoU, Prec@0.5–0.9) on a dataset split."""
+    from georefseg.data import open_dataset
+    from georefseg.evaluate import evaluate as run
+    from georefseg.metrics import markdown_table
+    from georefseg.models.registry import load_model
+
+    samples = [s for s in open_dataset(data) if s.split == split][:limit]
+    if not samples:
+        raise InputError(f"{data} has no samples in its {split} split")
+    net = load_model(model, checkpoint, device)
+    with _progress(quiet, "evaluating") as bar:
+        task = bar.add_task("samples", total=len(samples), info="")
+        metrics = run(net, samples, batch_size=batch_size, progress=lambda k: bar.advance(task, k))
+    metrics = {"model": model if checkpoint is None else str(checkpoint), "data": str(data), "split": split,
+               **metrics}
+    if json_out:
+        json_out.write_text(json.dumps(metrics, indent=2))
+    typer.echo(markdown_table(metrics, f"{metrics['model']} on {data} ({split})"))
+
+
 def main() -> None:
     """Console entry point: user mistakes become one line on stderr and exit code 2."""
     try:
         app()  # click handles its own usage errors (exit 2 with a usage line)
+    except TrainingInterrupted as exc:
+        err.print(str(exc), highlight=False, soft_wrap=True)
+        sys.exit(130)
     except GeorefsegError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)

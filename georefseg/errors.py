@@ -19,3 +19,7 @@ class ModelError(GeorefsegError):
 
 class DatasetError(GeorefsegError):
     """A dataset folder in the wrong layout, or files that do not fit together."""
+
+
+class TrainingInterrupted(GeorefsegError):
+    """Training stopped by Ctrl-C after writing a resumable checkpoint."""

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from georefseg.data.samples import ReferringDataset, collate
 from georefseg.data.synth import SyntheticStream
-from georefseg.errors import DatasetError, GeorefsegError
+from georefseg.errors import DatasetError, GeorefsegError, TrainingInterrupted
 from georefseg.evaluate import evaluate
 from georefseg.models.base import TextBatch, load_state_strict
 from georefseg.models.registry import resolve_device, save_tiny
@@ -59,10 +59,6 @@ class TrainState:
     epoch: int = 0
     best_miou: float = -1.0
     history: list[dict] = field(default_factory=list)
-
-
-class TrainingInterrupted(GeorefsegError):
-    """Raised after Ctrl-C, once a resumable checkpoint is on disk."""
 
 
 class _EpochSampler(Sampler[int]):

@@ -10,14 +10,14 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-REAL = HERE / "data" / "real_scenes"
+REAL = HERE / "assets" / "real_scenes"
 
 torch.set_num_threads(2)
 
 
 @pytest.fixture
 def real_scenes() -> Path:
-    """The real georeferenced rasters (see data/real_scenes/README.md for sources)."""
+    """The real georeferenced rasters (see assets/real_scenes/README.md for sources)."""
     return REAL
 
 

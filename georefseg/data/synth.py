@@ -410,6 +410,7 @@ def write_synthetic_dataset(root: str | Path, n: int, seed: int = 0, size: int =
     Deterministic for a given ``seed``: scene i always comes out the same, whatever ``workers``.
     Returns the sample counts per split.
     """
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from georefseg.data.native import NativeWriter
@@ -422,7 +423,8 @@ def write_synthetic_dataset(root: str | Path, n: int, seed: int = 0, size: int =
     splits = ["train" if r < 0.8 * n else "val" if r < 0.9 * n else "test" for r in rank]
     jobs = [(root, i, seed, size, splits[i]) for i in range(n)]
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # "spawn": forked children of a process whose torch thread pool is running can hang.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = pool.map(_write_scene, jobs, chunksize=16)
             for recs in results:
                 for r in recs:

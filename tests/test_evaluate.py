@@ -1,0 +1,46 @@
+"""Evaluation end to end on a dataset whose right answers are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fixtures import ColourModel
+
+from georefseg.data import open_dataset
+from georefseg.data.imageio import write_png
+from georefseg.data.native import NativeWriter
+from georefseg.evaluate import evaluate
+
+
+@pytest.fixture
+def red_squares(tmp_path):
+    w = NativeWriter(tmp_path / "ds", {"source": "test"})
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        img = np.full((48, 48, 3), (90, 120, 80), np.uint8)
+        y, x = rng.integers(0, 30, 2)
+        img[y:y + 12, x:x + 15] = (230, 25, 25)
+        mask = np.zeros((48, 48), np.uint8)
+        mask[y:y + 12, x:x + 15] = 255
+        write_png(w.root / "images" / f"{i}.png", img)
+        write_png(w.root / "masks" / f"{i}.png", mask if i < 5 else mask * 0)
+        w.add({"id": str(i), "image": f"images/{i}.png", "mask": f"masks/{i}.png" if i < 5 else None,
+               "expression": "the red roof", "split": "test", "kinds": ["colour"]})
+    w.close()
+    return tmp_path / "ds"
+
+
+def test_perfect_model_scores_one(red_squares):
+    metrics = evaluate(ColourModel(), open_dataset(red_squares), batch_size=4)
+    assert metrics["mIoU"] == pytest.approx(1.0) and metrics["oIoU"] == pytest.approx(1.0)
+    assert metrics["prec@0.9"] == 1.0 and metrics["n_target"] == 5
+    # the sixth image shows a red roof but its expression is marked as referring to nothing
+    assert metrics["presence_acc_no_target"] == 0.0
+
+
+def test_wrong_model_scores_zero(red_squares):
+    metrics = evaluate(ColourModel(colour=(0.1, 0.1, 0.9)), open_dataset(red_squares))
+    assert metrics["mIoU"] == 0.0 and metrics["presence_acc_no_target"] == 1.0
+    json.dumps(metrics)  # serialisable as the CLI writes it
