@@ -1,0 +1,137 @@
+"""Reading and writing RMSIN weight files, without building the model.
+
+Two formats are read:
+
+* the ``.pth`` the authors' ``train.py`` writes: ``{'model', 'optimizer', 'lr_scheduler',
+  'epoch', 'args'}`` plus ``'bert_model'`` when trained with ``--model lavt`` (BERT outside the
+  model). With the default ``--model lavt_one`` BERT lives inside ``model`` as
+  ``text_encoder.*``. It is unpickled with ``weights_only=True``; the one class allowed beyond
+  tensors and plain containers is ``argparse.Namespace`` (``args``), the only other object
+  those files hold. Anything else is refused, never executed.
+* ``.safetensors`` in georefseg's layout: one flat dict whose keys are the RMSIN model's
+  state-dict names (``backbone.*``, ``classifier.*``, ``text_encoder.*`` — the same names as a
+  ``lavt_one`` checkpoint's ``model`` entry); the architecture goes in the metadata as
+  ``georefseg.model = "rmsin"`` and ``georefseg.config`` = JSON of :class:`RMSINConfig`
+  fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from georefseg.errors import ModelError
+from georefseg.models.registry import META_CONFIG, META_MODEL
+
+TEXT_PREFIX = "text_encoder."
+BERT_PREFIXES = ("module.",)  # DDP wraps BERT when train.py runs with --model lavt
+ALLOWED_GLOBALS = [argparse.Namespace]
+
+
+@dataclass
+class RMSINFile:
+    """What a weights file says: the run arguments or saved config, and the model state."""
+
+    state: dict[str, torch.Tensor]  # RMSIN state-dict names; text_encoder.* only if present
+    args: dict[str, Any] | None = None  # train.py's argparse values (.pth)
+    config: dict[str, Any] | None = None  # saved RMSINConfig fields (.safetensors)
+
+    @property
+    def has_bert(self) -> bool:
+        return any(k.startswith(TEXT_PREFIX) for k in self.state)
+
+
+def _unpickle(path: Path) -> Any:
+    # mmap keeps the optimizer state (twice the model's size) from being read into memory.
+    mmap = zipfile.is_zipfile(path)
+    try:
+        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:  # not a class reference: a damaged or foreign file
+            raise ModelError(f"cannot read {path}: it is damaged or not a file written by "
+                             "torch.save") from exc
+        raise ModelError(f"{path} holds an object of type {found.group(1)}, which an RMSIN "
+                         "checkpoint never contains; refusing to unpickle it. If you trust the "
+                         "file, load it yourself and re-save its 'model' state dict and 'args'"
+                         ) from exc
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise ModelError(f"cannot read {path}: it is damaged or not a file written by "
+                         f"torch.save ({str(exc).splitlines()[0].split('. ')[0]})") from exc
+
+
+def _strip(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def read_pth(path: Path) -> RMSINFile:
+    """The model (and BERT) weights and run arguments of an authors' ``train.py`` checkpoint."""
+    ckpt = _unpickle(path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise ModelError(f"{path} is not an RMSIN checkpoint: expected a dict with a 'model' "
+                         "state dict, as the authors' train.py writes")
+    state = dict(ckpt["model"])
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ModelError(f"{path}: 'model' holds {len(not_tensors)} entries that are not tensors "
+                         f"({', '.join(map(str, not_tensors[:4]))}); not an RMSIN checkpoint")
+    bert = ckpt.get("bert_model")
+    if isinstance(bert, dict):
+        state.update({TEXT_PREFIX + k: v for k, v in _strip(bert, BERT_PREFIXES).items()})
+    args = ckpt.get("args")
+    return RMSINFile(state, args=vars(args) if isinstance(args, argparse.Namespace) else None)
+
+
+def read_safetensors(path: Path) -> RMSINFile:
+    """Weights and config of a file written by :func:`write_safetensors`."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"{path} is not a readable safetensors file ({exc})") from exc
+    if meta.get(META_MODEL, "rmsin") != "rmsin":
+        raise ModelError(f"{path} holds a {meta[META_MODEL]!r} model, not RMSIN weights")
+    try:
+        config = json.loads(meta[META_CONFIG]) if META_CONFIG in meta else None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: its {META_CONFIG} metadata is not valid JSON ({exc})") from exc
+    return RMSINFile(state, config=config)
+
+
+def read_rmsin_file(path: str | Path) -> RMSINFile:
+    """Dispatch on the suffix: ``.safetensors`` is georefseg's layout, anything else a ``.pth``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint {path} does not exist")
+    return read_safetensors(path) if path.suffix == ".safetensors" else read_pth(path)
+
+
+def write_safetensors(state: dict[str, torch.Tensor], config: dict[str, Any],
+                      path: str | Path) -> None:
+    """Write ``state`` and ``config`` in the layout :func:`read_safetensors` reads."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    tmp = path.with_name(path.name + ".part")
+    save_file(tensors, str(tmp), metadata={META_MODEL: "rmsin", META_CONFIG: json.dumps(config)})
+    tmp.replace(path)  # never leave a half-written file under the final name
