@@ -37,13 +37,14 @@ print(json.dumps({"timings": res.timings, "tiles": res.tiles, "features": len(re
 
 
 def write_scene(path: Path, size: int, block: int = 1024) -> None:
-    """A size×size RGB scene assembled from synthetic 1024² patches, written block by block."""
+    """A size×size RGB scene assembled from synthetic 1024² patches, written block by block
+    (ZSTD level 1: quick to write, and decoding it still costs the reader something)."""
     from georefseg.data.synth import generate_scene
 
     patches = [generate_scene(np.random.default_rng([9, i]), block).image.transpose(2, 0, 1) for i in range(4)]
     with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8",
                        crs="EPSG:32633", transform=Affine(1, 0, 400000, 0, -1, 5000000), tiled=True,
-                       blockxsize=512, blockysize=512, compress="deflate", BIGTIFF="IF_SAFER") as dst:
+                       blockxsize=512, blockysize=512, compress="zstd", zstd_level=1, BIGTIFF="IF_SAFER") as dst:
         for i, y in enumerate(range(0, size, block)):
             for j, x in enumerate(range(0, size, block)):
                 dst.write(patches[(i + 2 * j) % 4], window=Window(x, y, block, block))

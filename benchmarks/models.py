@@ -16,6 +16,7 @@ import time
 import torch
 
 from georefseg.models.base import ReferringSegmenter
+from georefseg.models.registry import place
 
 
 def build(name: str) -> ReferringSegmenter:
@@ -38,6 +39,8 @@ def own_parameters(model: ReferringSegmenter) -> tuple[int, int]:
 def tiles_per_second(model: ReferringSegmenter, batch: int, device: torch.device, seconds: float) -> float:
     size = model.tile_size
     x = torch.rand(batch, 3, size, size, device=device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
     text = model.encode_text(["the large storage tank near the river"]).repeat_to(batch).to(device)
     amp = device.type == "cuda"
 
@@ -80,9 +83,8 @@ def main() -> None:
     device = torch.device(args.device)
     rows = []
     for name in args.models.split(","):
-        model = build(name).to(device).eval()
+        model = place(build(name), device)
         if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
             torch.cuda.reset_peak_memory_stats()
         image_params, text_params = own_parameters(model)
         for batch in (int(b) for b in args.batches.split(",")):

@@ -6,6 +6,7 @@ read → tile → infer → blend → select → vectorise → write, in that or
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
+import rasterio
 
 from georefseg.errors import InputError, OutputError
 from georefseg.grounding import rank_candidates
@@ -23,10 +25,10 @@ from georefseg.raster import Scene
 from georefseg.runner import BatchTimer, DistributedRunner, LocalRunner, ModelSpec
 from georefseg.stitch import Stitcher
 from georefseg.tiling import TileGrid
-from georefseg.vectorize import extract_candidates
+from georefseg.vectorize import Candidate, extract_candidates
 
 MAX_EXPRESSION_CHARS = 300
-FIELDS = ["expression", "score", "rank", "area_m2", "scene", "model"]
+GDAL_CACHE_MB = 256
 
 
 @dataclass
@@ -59,6 +61,64 @@ def validate_expression(expression: str) -> str:
     return text
 
 
+def _check_arguments(expression: str, output, prob, threshold: float, batch_size: int,
+                     min_area: float, simplify: float, overwrite: bool) -> str:
+    """Everything that can be refused before any work; returns the cleaned expression."""
+    text = validate_expression(expression)
+    if not 0.0 < threshold < 1.0:
+        raise InputError(f"--threshold {threshold} must lie between 0 and 1")
+    if batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    if min_area < 0 or simplify < 0:
+        raise InputError("--min-area and --simplify take ground sizes of 0 or more")
+    if output is not None:
+        vector_format(output)
+    if prob is not None and Path(prob).suffix.lower() not in (".tif", ".tiff"):
+        raise OutputError(f"--prob {prob}: the probability raster is a GeoTIFF, name it *.tif")
+    for p in (output, prob):
+        if p is not None:
+            check_writable(p, overwrite)
+    return text
+
+
+def _blend_tiles(sc: Scene, grid: TileGrid, net: ReferringSegmenter, spec: ModelSpec | None, text: str,
+                 batch_size: int, scheduler: str | None, raw_prob: Path, timer: BatchTimer,
+                 progress: Callable[[int, int], None] | None) -> int:
+    """Run the model over every tile and blend into ``raw_prob``; returns tiles skipped."""
+    stitcher = Stitcher(grid, str(raw_prob), sc.crs, sc.transform)
+    runner = None
+    if scheduler:
+        if spec is None:
+            raise InputError("a --scheduler run needs the model by name or path, so that workers can build it")
+        runner = DistributedRunner(scheduler, spec)
+        results = runner.run(sc, grid, text, batch_size, timer)
+    else:
+        threads = max(1, min(4, (os.cpu_count() or 2) // 2))
+        results = LocalRunner(read_threads=threads).run(sc, grid, net, net.encode_text([text]), batch_size, timer)
+    skipped = 0
+    try:
+        for done, res in enumerate(results, 1):
+            stitcher.add(res.tile, res.logits, res.valid)
+            skipped += res.logits is None
+            if progress:
+                progress(done, len(grid))
+    finally:
+        stitcher.close()
+        if runner is not None:
+            runner.close()
+    return skipped
+
+
+def _features(candidates: list[Candidate], text: str, scene: str, model: str, crs) -> gpd.GeoDataFrame:
+    """The polygon layer: fields expression, score, rank, area_m2, scene, model."""
+    n = len(candidates)
+    return gpd.GeoDataFrame(
+        {"expression": [text] * n, "score": [round(c.score, 4) for c in candidates],
+         "rank": list(range(1, n + 1)), "area_m2": [round(c.area_m2, 2) for c in candidates],
+         "scene": [scene] * n, "model": [model] * n},
+        geometry=[c.geometry for c in candidates], crs=crs)
+
+
 def segment(scene: str | Path, expression: str, output: str | Path | None = None, *,
             prob: str | Path | None = None, model: str | ReferringSegmenter = "tiny",
             checkpoint: str | Path | None = None, device: str = "auto",
@@ -73,76 +133,31 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
     with (tiles done, tiles in all). ``scheduler`` is a ``dask.distributed`` address.
     """
     t_start = time.perf_counter()
-    text = validate_expression(expression)
-    if not 0.0 < threshold < 1.0:
-        raise InputError(f"--threshold {threshold} must lie between 0 and 1")
-    if batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
-    if min_area < 0 or simplify < 0:
-        raise InputError("--min-area and --simplify take ground sizes of 0 or more")
+    text = _check_arguments(expression, output, prob, threshold, batch_size, min_area, simplify, overwrite)
     outputs = [Path(p) for p in (output, prob) if p is not None]
-    if output is not None:
-        vector_format(output)
-    if prob is not None and Path(prob).suffix.lower() not in (".tif", ".tiff"):
-        raise OutputError(f"--prob {prob}: the probability raster is a GeoTIFF, name it *.tif")
-    for p in outputs:
-        check_writable(p, overwrite)
-
-    with Scene(scene, bands) as sc:
+    # GDAL's block cache defaults to 5 % of RAM and fills as scenes grow: bound it.
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), Scene(scene, bands) as sc:
         if isinstance(model, ReferringSegmenter):
             net, spec = model, None
         else:
             net = load_model(model, checkpoint, device)
             spec = ModelSpec(str(model), None if checkpoint is None else str(Path(checkpoint).resolve()), device)
-        tile_px = tile or net.tile_size
-        grid = TileGrid(sc.width, sc.height, tile_px, net.min_overlap if overlap is None else overlap)
+        grid = TileGrid(sc.width, sc.height, tile or net.tile_size, net.min_overlap if overlap is None else overlap)
         timer = BatchTimer()
         workdir = Path(tempfile.mkdtemp(prefix=".georefseg-", dir=(outputs[0].parent if outputs else None)))
         try:
             raw_prob = workdir / "probability.tif"
-            stitcher = Stitcher(grid, str(raw_prob), sc.crs, sc.transform)
-            skipped, done = 0, 0
-            if scheduler:
-                if spec is None:
-                    raise InputError("a --scheduler run needs the model by name or path, so that "
-                                     "workers can build it")
-                runner = DistributedRunner(scheduler, spec)
-                results = runner.run(sc, grid, text, batch_size, timer)
-            else:
-                runner = None
-                threads = max(1, min(4, (os.cpu_count() or 2) // 2))
-                results = LocalRunner(read_threads=threads).run(
-                    sc, grid, net, net.encode_text([text]), batch_size, timer)
-            try:
-                for res in results:
-                    stitcher.add(res.tile, res.logits, res.valid)
-                    skipped += res.logits is None
-                    done += 1
-                    if progress:
-                        progress(done, len(grid))
-            finally:
-                stitcher.close()
-                if runner is not None:
-                    runner.close()
+            skipped = _blend_tiles(sc, grid, net, spec, text, batch_size, scheduler, raw_prob, timer, progress)
             t_infer = time.perf_counter()
             candidates = rank_candidates(extract_candidates(
                 str(raw_prob), threshold, min_area, simplify, sc.pixel_size_m()))
-            features = gpd.GeoDataFrame(
-                {"expression": [text] * len(candidates),
-                 "score": [round(c.score, 4) for c in candidates],
-                 "rank": list(range(1, len(candidates) + 1)),
-                 "area_m2": [round(c.area_m2, 2) for c in candidates],
-                 "scene": [Path(sc.path).name] * len(candidates),
-                 "model": [net.name] * len(candidates)},
-                geometry=[c.geometry for c in candidates], crs=sc.crs)
+            features = _features(candidates, text, Path(sc.path).name, net.name, sc.crs)
             if output is not None:
                 write_vector(features, output)
             if prob is not None:
                 write_cog(raw_prob, prob)
         finally:
-            for f in workdir.iterdir():
-                f.unlink()
-            workdir.rmdir()
+            shutil.rmtree(workdir, ignore_errors=True)
         t_end = time.perf_counter()
         info = sc.describe()
     return SegmentResult(

@@ -25,7 +25,8 @@ from rasterio.windows import Window
 from georefseg.errors import InputError
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
-_STAT_SAMPLE = 2048  # pixels per side of the decimated view the statistics come from
+_STAT_SIDE = 1024  # side of the decimated view that statistics come from (overviews or small scenes)
+_STAT_GRID, _STAT_WINDOW = 16, 96  # otherwise: a 16×16 grid of 96-px windows spread over the scene
 
 
 @dataclass(frozen=True)
@@ -156,33 +157,43 @@ class Scene:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def read_raw(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Selected bands (C×h×w float32, as stored) and the validity mask (h×w bool)."""
-        ds = self._dataset()
+    def _guarded(self, window: Window, read):
         try:
-            if out_shape is None:
-                data = ds.read(self.bands, window=window)
-                valid = ds.dataset_mask(window=window) > 0
-            else:
-                data = ds.read(self.bands, window=window, out_shape=(len(self.bands), *out_shape))
-                valid = ds.dataset_mask(window=window, out_shape=out_shape) > 0
-            data = data.astype(np.float32, copy=False)
+            return read()
         except RasterioIOError as exc:
             raise InputError(f"{self.path} is corrupt or truncated: reading pixels "
                              f"{window.col_off},{window.row_off} to {window.col_off + window.width},"
                              f"{window.row_off + window.height} failed ({_first_line(exc)}); "
                              "re-download or re-export the file") from exc
-        # NaNs in float scenes are nodata too, whatever the header says.
-        if data.dtype.kind == "f":
-            valid &= np.isfinite(data).all(axis=0)
+
+    def read_mask(self, window: Window, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Validity mask (h×w bool) from nodata values, alpha or an internal mask."""
+        ds = self._dataset()
+        kwargs = {"window": window} if out_shape is None else {"window": window, "out_shape": out_shape}
+        return self._guarded(window, lambda: ds.dataset_mask(**kwargs) > 0)
+
+    def read_raw(self, window: Window, valid: np.ndarray,
+                 out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Selected bands (C×h×w float32, as stored) and the mask, narrowed by NaNs in float data."""
+        ds = self._dataset()
+        kwargs = {"window": window}
+        if out_shape is not None:
+            kwargs["out_shape"] = (len(self.bands), *out_shape)
+        data = self._guarded(window, lambda: ds.read(self.bands, **kwargs)).astype(np.float32, copy=False)
+        if data.dtype.kind == "f":  # NaNs in float scenes are nodata too, whatever the header says
+            valid = valid & np.isfinite(data).all(axis=0)
         return data, valid
 
-    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, window: Window) -> tuple[np.ndarray | None, np.ndarray]:
         """Model input for a window: 3×h×w float32 in [0, 1] and its validity mask.
 
-        Invalid pixels get the scene's typical value so the model sees no artificial edges.
+        A window without a valid pixel returns ``None`` for the input: its bands are never
+        read. Invalid pixels get the scene's typical value so the model sees no false edges.
         """
-        data, valid = self.read_raw(window)
+        valid = self.read_mask(window)
+        if not valid.any():
+            return None, valid
+        data, valid = self.read_raw(window, valid)
         scaled = (data - self.stats.low[:, None, None]) / (self.stats.high - self.stats.low)[:, None, None]
         scaled = np.clip(scaled, 0.0, 1.0)
         if not valid.all():
@@ -191,21 +202,31 @@ class Scene:
             scaled = np.repeat(scaled, 3, axis=0)
         return scaled, valid
 
-    def valid_fraction(self, window: Window) -> float:
-        """Share of valid pixels in a window, from the mask alone (cheap)."""
-        try:
-            return float((self._dataset().dataset_mask(window=window) > 0).mean())
-        except RasterioIOError as exc:
-            raise InputError(f"{self.path} is corrupt or truncated ({_first_line(exc)}): "
-                             "re-download or re-export the file") from exc
+    def _sample_pixels(self) -> np.ndarray:
+        """Valid pixels (C×N) from across the scene, at a cost that does not grow with it:
+        a decimated read where overviews make that cheap (or the scene is small), else a grid
+        of small full-resolution windows (a decimated read without overviews decodes every block)."""
+        if self.has_overviews or max(self.width, self.height) <= 2 * _STAT_SIDE:
+            scale = max(1.0, max(self.width, self.height) / _STAT_SIDE)
+            shape = (max(1, round(self.height / scale)), max(1, round(self.width / scale)))
+            whole = Window(0, 0, self.width, self.height)
+            data, valid = self.read_raw(whole, self.read_mask(whole, shape), shape)
+            return data[:, valid]
+        parts = []
+        for fy in np.linspace(0, 1, _STAT_GRID):
+            for fx in np.linspace(0, 1, _STAT_GRID):
+                w, h = min(_STAT_WINDOW, self.width), min(_STAT_WINDOW, self.height)
+                win = Window(int(fx * (self.width - w)), int(fy * (self.height - h)), w, h)
+                valid = self.read_mask(win)
+                if valid.any():
+                    data, valid = self.read_raw(win, valid)
+                    parts.append(data[:, valid])
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(self.bands), 0), np.float32)
 
     def _compute_stats(self) -> BandStats:
         """Scene-wide normalisation: uint8 as is (0–255 → 0–1); other types stretched between
-        their 2nd and 98th percentiles over a decimated view of the whole scene."""
-        scale = max(1.0, max(self.width, self.height) / _STAT_SAMPLE)
-        shape = (max(1, round(self.height / scale)), max(1, round(self.width / scale)))
-        data, valid = self.read_raw(Window(0, 0, self.width, self.height), out_shape=shape)
-        pixels = data[:, valid]
+        their 2nd and 98th percentiles over pixels sampled across the whole scene."""
+        pixels = self._sample_pixels()
         if self.dtype == "uint8":
             low, high = np.zeros(len(self.bands), np.float32), np.full(len(self.bands), 255.0, np.float32)
         elif pixels.size:

@@ -48,7 +48,7 @@ def read_tile(scene: Scene, tile: Tile, size: int) -> tuple[np.ndarray, np.ndarr
     """The tile's input (3×size×size, reflect-padded when the scene is smaller than a tile)
     and validity mask (h×w), or None when no pixel is valid (such tiles cost nothing more)."""
     image, valid = scene.read(tile.window)
-    if not valid.any():
+    if image is None:
         return None
     h, w = valid.shape
     if (h, w) != (size, size):
@@ -60,6 +60,8 @@ def predict_batch(model: ReferringSegmenter, images: np.ndarray, text: TextBatch
     """Referring log-odds (B×H×W float32) for a batch of normalised tiles."""
     device = model.device
     x = torch.from_numpy(images).to(device, non_blocking=True)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                 enabled=device.type == "cuda"):
         out = model.segment(x, text.repeat_to(len(x)).to(device))

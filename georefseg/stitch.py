@@ -17,14 +17,15 @@ from rasterio.windows import Window
 from georefseg.tiling import Tile, TileGrid
 
 NODATA = float("nan")
+BLOCK = 512
 
 
 class Stitcher:
     """Accepts tile logits in any order; writes finished rows to ``path`` (float32 GeoTIFF)."""
 
-    def __init__(self, grid: TileGrid, path: str, crs, transform, strip: int | None = None):
+    def __init__(self, grid: TileGrid, path: str, crs, transform, strip: int = BLOCK):
         self.grid = grid
-        self.strip = strip or max(64, grid.step)
+        self.strip = strip  # a multiple of the file's block height: every write fills whole blocks
         self.wsum_x = grid.weight_sum(horizontal=True)
         self.wsum_y = grid.weight_sum(horizontal=False)
         self.strips: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (sum, valid)
@@ -34,7 +35,7 @@ class Stitcher:
         self.dst = rasterio.open(
             path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
             dtype="float32", crs=crs, transform=transform, nodata=NODATA, tiled=True,
-            blockxsize=512, blockysize=512, compress="deflate", predictor=3, BIGTIFF="IF_SAFER")
+            blockxsize=BLOCK, blockysize=BLOCK, compress="deflate", zlevel=1, predictor=3, BIGTIFF="IF_SAFER")
         self.peak_strips = 0
 
     def _strip(self, k: int) -> tuple[np.ndarray, np.ndarray]:

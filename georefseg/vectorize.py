@@ -102,10 +102,14 @@ def ground_area_m2(geom: BaseGeometry, crs: CRS) -> float:
 
 def extract_candidates(prob_path: str, threshold: float = 0.5, min_area_m2: float = 0.0,
                        simplify_m: float = 0.0, pixel_size_m: tuple[float, float] = (1.0, 1.0),
-                       strip_rows: int = 2048) -> list[Candidate]:
-    """Connected regions of ``prob ≥ threshold`` as polygons in the raster's CRS."""
+                       strip_rows: int | None = None) -> list[Candidate]:
+    """Connected regions of ``prob ≥ threshold`` as polygons in the raster's CRS.
+
+    Strips hold at most about 4 million pixels unless ``strip_rows`` says otherwise.
+    """
     with rasterio.open(prob_path) as src:
         crs, transform, height, width = CRS.from_user_input(src.crs), src.transform, src.height, src.width
+        strip_rows = strip_rows or max(16, min(2048, 4_000_000 // width))
         pieces: list[_Piece] = []
         for row0 in range(0, height, strip_rows):
             rows = min(strip_rows, height - row0)

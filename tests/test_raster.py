@@ -22,11 +22,14 @@ def test_landsat_with_nodata_collar(real_scenes):
         assert sc.crs.to_epsg() == 32618
         # uint8 is read as is: 0..255 → 0..1, same for every tile
         assert np.allclose(sc.stats.low, 0) and np.allclose(sc.stats.high, 255)
-        img, valid = sc.read(Window(0, 0, 100, 100))
-        assert img.shape == (3, 100, 100) and img.dtype == np.float32
+        img, valid = sc.read(Window(0, 0, 400, 400))
+        assert img.shape == (3, 400, 400) and img.dtype == np.float32
         # the upper-left corner is the black collar: nodata, filled with the scene's typical value
-        assert not valid[0, 0]
+        assert not valid[0, 0] and valid.any()
         assert np.allclose(img[:, 0, 0], sc.stats.fill)
+        # a window of nothing but collar is never read at all
+        img, valid = sc.read(Window(0, 0, 40, 40))
+        assert img is None and not valid.any()
         px, py = sc.pixel_size_m()
         assert px == pytest.approx(300.04, abs=0.01) and py == pytest.approx(300.04, abs=0.01)
 
@@ -152,3 +155,14 @@ def test_geographic_pixel_size_is_in_metres(tmp_path):
         px, py = sc.pixel_size_m()
         # at 60°N a degree of longitude is half as long as one of latitude
         assert px == pytest.approx(5.58, rel=0.01) and py == pytest.approx(11.13, rel=0.01)
+
+
+def test_statistics_of_a_large_scene_come_from_samples_across_it(tmp_path):
+    # 3000 × 2200 px without overviews: sampled in windows, not read whole
+    xs = np.linspace(100, 5000, 3000, dtype=np.float32)
+    arr = np.broadcast_to(xs, (2200, 3000)).astype(np.uint16)[None]
+    path = write_scene(tmp_path / "big.tif", arr, "EPSG:32633", UTM, tiled=True, blockxsize=256, blockysize=256)
+    with Scene(path) as sc:
+        assert not sc.has_overviews
+        assert sc.stats.low[0] == pytest.approx(np.percentile(xs, 2), rel=0.03)
+        assert sc.stats.high[0] == pytest.approx(np.percentile(xs, 98), rel=0.03)
