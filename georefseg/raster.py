@@ -213,10 +213,11 @@ class Scene:
             data, valid = self.read_raw(whole, self.read_mask(whole, shape), shape)
             return data[:, valid]
         parts = []
-        for fy in np.linspace(0, 1, _STAT_GRID):
-            for fx in np.linspace(0, 1, _STAT_GRID):
-                w, h = min(_STAT_WINDOW, self.width), min(_STAT_WINDOW, self.height)
-                win = Window(int(fx * (self.width - w)), int(fy * (self.height - h)), w, h)
+        w, h = min(_STAT_WINDOW, self.width), min(_STAT_WINDOW, self.height)
+        centres = (np.arange(_STAT_GRID) + 0.5) / _STAT_GRID  # evenly spread, edges not favoured
+        for fy in centres:
+            for fx in centres:
+                win = Window(int(fx * self.width - w / 2), int(fy * self.height - h / 2), w, h)
                 valid = self.read_mask(win)
                 if valid.any():
                     data, valid = self.read_raw(win, valid)
