@@ -26,7 +26,7 @@ from georefseg.errors import InputError
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 _STAT_SIDE = 1024  # side of the decimated view that statistics come from (overviews or small scenes)
-_STAT_GRID, _STAT_WINDOW = 16, 96  # otherwise: a 16×16 grid of 96-px windows spread over the scene
+_STAT_GRID, _STAT_WINDOW = 32, 48  # otherwise: a 32×32 grid of 48-px windows spread over the scene
 
 
 @dataclass(frozen=True)
