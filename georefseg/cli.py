@@ -50,7 +50,7 @@ def segment(
     bands: Annotated[str | None, typer.Option(help="bands, e.g. 3,2,1 (default: from colour interpretation)")] = None,
     tile: Annotated[int | None, typer.Option(help="tile size in pixels (default: the model's)")] = None,
     overlap: Annotated[int | None, typer.Option(help="pixels shared by neighbouring tiles (default: model's)")] = None,
-    batch_size: Annotated[int, typer.Option(help="tiles per model call")] = 4,
+    batch_size: Annotated[int | None, typer.Option(help="tiles per model call (default: 1 on CPU, 8 on GPU)")] = None,
     threshold: Annotated[float, typer.Option(help="probability that makes a pixel part of an object")] = 0.5,
     min_area: Annotated[float, typer.Option(help="drop objects smaller than this many m²")] = 0.0,
     simplify: Annotated[float, typer.Option(help="simplify outlines to this tolerance in metres")] = 0.0,
