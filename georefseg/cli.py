@@ -244,7 +244,7 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="dataset folder (georefseg, RRSIS-D or RefSegRS layout)")],
     model: Annotated[str, typer.Option(help="model name or weights file")] = "tiny",
     checkpoint: Annotated[Path | None, typer.Option(help="weights for --model")] = None,
-    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    split: Annotated[str, typer.Option(help="train, val, test, or all (a dataset kept for evaluation only)")] = "test",
     json_out: Annotated[Path | None, typer.Option("--json", help="write the metrics as JSON")] = None,
     limit: Annotated[int | None, typer.Option(help="only the first N samples")] = None,
     batch_size: Annotated[int, typer.Option(help="samples per model call")] = 8,
@@ -257,7 +257,7 @@ def evaluate(
     from georefseg.metrics import markdown_table
     from georefseg.models.registry import load_model
 
-    samples = [s for s in open_dataset(data) if s.split == split][:limit]
+    samples = [s for s in open_dataset(data) if split in (s.split, "all")][:limit]
     if not samples:
         raise InputError(f"{data} has no samples in its {split} split")
     net = load_model(model, checkpoint, device)

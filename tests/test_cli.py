@@ -119,3 +119,21 @@ def test_numpy_scene_helper_is_sane(scene):
 
     with rasterio.open(scene) as src:
         assert src.read(1)[70, 130] > 200 and np.all(src.bounds == (300000, 4999800, 300300, 5000000))
+
+
+def test_dataset_train_evaluate_round_trip(tmp_path):
+    data, out, metrics = tmp_path / "synth", tmp_path / "run", tmp_path / "m.json"
+    r = run("dataset", "synth", "-o", str(data), "--n", "12", "--seed", "3", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = run("train", "--data", str(data), "-o", str(out), "--max-steps", "2", "--batch-size", "2",
+            "--size", "128", "--val-every", "2", "--workers", "0", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "best.safetensors").is_file() and json.loads((out / "best.json").read_text())["recipe"]
+    r = run("evaluate", "--data", str(data), "--model", str(out / "best.safetensors"), "--split", "all",
+            "--json", str(metrics), "--quiet")
+    assert r.returncode == 0, r.stderr
+    scores = json.loads(metrics.read_text())
+    n_all = sum(1 for _ in open(data / "samples.jsonl"))
+    assert scores["n_target"] + scores["n_no_target"] == n_all and "mIoU" in r.stdout
+    for key in ("mIoU", "oIoU", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9"):
+        assert 0.0 <= scores[key] <= 1.0
