@@ -11,6 +11,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 from fixtures import scene_with_square, write_scene
 
@@ -104,14 +105,17 @@ def test_usage_errors_exit_nonzero(scene):
     assert r.returncode != 0 and "Traceback" not in r.stderr
 
 
-def test_default_tiny_weights_or_clear_error(scene, tmp_path):
-    from georefseg.models.registry import DEFAULT_TINY
-
-    r = run("segment", str(scene), "red", "-o", str(tmp_path / "o.gpkg"))
-    if DEFAULT_TINY.is_file():
-        assert r.returncode == 0, r.stderr
-    else:
-        assert r.returncode == 2 and "default tiny weights are not installed" in r.stderr
+def test_shipped_default_model_maps_the_sample_scene(tmp_path):
+    out, prob = tmp_path / "tanks.gpkg", tmp_path / "tanks_prob.tif"
+    r = run("segment", str(SAMPLE), "the large storage tank near the river", "-o", str(out), "--prob", str(prob),
+            "--quiet")
+    assert r.returncode == 0, r.stderr
+    found = gpd.read_file(out)
+    assert found.crs.to_epsg() == 32633 and len(found) >= 1 and set(found["model"]) == {"tiny"}
+    with rasterio.open(prob) as p, rasterio.open(SAMPLE) as s:
+        assert p.crs == s.crs and p.transform == s.transform and p.dtypes[0] == "float32"
+        values = p.read(1)
+        assert np.nanmin(values) >= 0.0 and np.nanmax(values) <= 1.0 and np.nanmax(values) > 0.5
 
 
 def test_numpy_scene_helper_is_sane(scene):
@@ -133,7 +137,7 @@ def test_dataset_train_evaluate_round_trip(tmp_path):
             "--json", str(metrics), "--quiet")
     assert r.returncode == 0, r.stderr
     scores = json.loads(metrics.read_text())
-    n_all = sum(1 for _ in open(data / "samples.jsonl"))
+    n_all = len((data / "samples.jsonl").read_text().splitlines())
     assert scores["n_target"] + scores["n_no_target"] == n_all and "mIoU" in r.stdout
     for key in ("mIoU", "oIoU", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9"):
         assert 0.0 <= scores[key] <= 1.0
