@@ -30,15 +30,15 @@ from georefseg.api import segment
 from georefseg.data import open_dataset
 from georefseg.data.labels import build_from_labels
 from georefseg.evaluate import evaluate
+from georefseg.models.base import ReferringSegmenter
 from georefseg.models.registry import load_model
 
 ATLANTA = Path(__file__).resolve().parents[1] / "tests" / "assets" / "real_scenes" / "spacenet_atlanta"
 
 
-def scene_level(model: str, workdir: Path) -> dict:
+def scene_level(model: ReferringSegmenter, workdir: Path) -> dict:
     """Segment "buildings" over the whole real scene and compare with the footprints on the ground."""
-    result = segment(ATLANTA / "sample_geotiff.tif", "buildings", workdir / "buildings.gpkg", model=model,
-                     device="cpu")
+    result = segment(ATLANTA / "sample_geotiff.tif", "buildings", workdir / "buildings.gpkg", model=model)
     truth = gpd.read_file(ATLANTA / "geotiff_labels.geojson").to_crs(result.features.crs)
     predicted = unary_union(list(result.features.geometry)) if len(result.features) else None
     footprints = unary_union(list(truth.geometry))
@@ -68,7 +68,7 @@ def main() -> None:
         chips = Path(tmp) / "atlanta_chips"
         build_from_labels(ATLANTA / "sample_geotiff.tif", ATLANTA / "geotiff_labels.geojson", "building", chips)
         report["real_chips"] = evaluate(net, list(open_dataset(chips)))
-        report["real_scene"] = scene_level(args.model, Path(tmp))
+        report["real_scene"] = scene_level(net, Path(tmp))
     print(json.dumps(report, indent=2))
 
 

@@ -180,7 +180,7 @@ class Scene:
         if out_shape is not None:
             kwargs["out_shape"] = (len(self.bands), *out_shape)
         data = self._guarded(window, lambda: ds.read(self.bands, **kwargs)).astype(np.float32, copy=False)
-        if data.dtype.kind == "f":  # NaNs in float scenes are nodata too, whatever the header says
+        if np.dtype(self.dtype).kind == "f":  # NaNs in float scenes are nodata too, whatever the header says
             valid = valid & np.isfinite(data).all(axis=0)
         return data, valid
 

@@ -147,7 +147,7 @@ def place(model: ReferringSegmenter, device: torch.device) -> ReferringSegmenter
     """Move a model to ``device`` for inference; on CUDA its convolutions use channels_last,
     the layout tensor cores read fastest (the inputs are converted to match)."""
     model = model.to(device).eval()
-    if device.type == "cuda":
+    if device.type == "cuda":  # per layer: Module.to(memory_format=) refuses the 5-D rotated-kernel banks
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d):
                 m.to(memory_format=torch.channels_last)
