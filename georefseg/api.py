@@ -17,7 +17,7 @@ import geopandas as gpd
 import rasterio
 
 from georefseg.errors import InputError, OutputError
-from georefseg.grounding import rank_candidates
+from georefseg.grounding import Grounded, parse_expression, rank_candidates
 from georefseg.models.base import ReferringSegmenter
 from georefseg.models.registry import load_model
 from georefseg.outputs import check_writable, vector_format, write_cog, write_vector
@@ -43,6 +43,7 @@ class SegmentResult:
     tiles: int
     tiles_skipped: int
     timings: dict[str, float] = field(default_factory=dict)
+    grounding: dict = field(default_factory=dict)  # how the expression was split; anchors found
 
     @property
     def efficiency(self) -> float:
@@ -109,14 +110,15 @@ def _blend_tiles(sc: Scene, grid: TileGrid, net: ReferringSegmenter, spec: Model
     return skipped
 
 
-def _features(candidates: list[Candidate], text: str, scene: str, model: str, crs) -> gpd.GeoDataFrame:
-    """The polygon layer: fields expression, score, rank, area_m2, scene, model."""
-    n = len(candidates)
+def _features(ranked: list[Grounded], text: str, scene: str, model: str, crs) -> gpd.GeoDataFrame:
+    """The polygon layer: fields expression, score, evidence, rank, area_m2, scene, model."""
+    n = len(ranked)
     return gpd.GeoDataFrame(
-        {"expression": [text] * n, "score": [round(c.score, 4) for c in candidates],
-         "rank": list(range(1, n + 1)), "area_m2": [round(c.area_m2, 2) for c in candidates],
+        {"expression": [text] * n, "score": [round(g.score, 4) for g in ranked],
+         "evidence": [round(g.candidate.score, 4) for g in ranked],
+         "rank": list(range(1, n + 1)), "area_m2": [round(g.candidate.area_m2, 2) for g in ranked],
          "scene": [scene] * n, "model": [model] * n},
-        geometry=[c.geometry for c in candidates], crs=crs)
+        geometry=[g.candidate.geometry for g in ranked], crs=crs)
 
 
 def segment(scene: str | Path, expression: str, output: str | Path | None = None, *,
@@ -148,17 +150,27 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
         grid = TileGrid(sc.width, sc.height, tile or net.tile_size, net.min_overlap if overlap is None else overlap)
         timer = BatchTimer()
         workdir = Path(tempfile.mkdtemp(prefix=".georefseg-", dir=(outputs[0].parent if outputs else None)))
+        # Scene-level words are judged over the whole scene: the tiles are asked only for the
+        # subject and for each relation's anchor, one pass each.
+        query = parse_expression(text)
+        phrases = query.phrases() if query.scene_level else [text]
         try:
-            raw_prob = workdir / "probability.tif"
-            skipped = _blend_tiles(sc, grid, net, spec, text, batch_size, scheduler, raw_prob, timer, progress)
+            found: dict[str, list[Candidate]] = {}
+            skipped = 0
+            for i, phrase in enumerate(phrases):
+                raw_prob = workdir / f"probability_{i}.tif"
+                step = None if progress is None else (
+                    lambda done, total, i=i: progress(i * total + done, len(phrases) * total))
+                skipped = _blend_tiles(sc, grid, net, spec, phrase, batch_size, scheduler, raw_prob, timer, step)
+                found[phrase] = extract_candidates(
+                    str(raw_prob), threshold, *((min_area, simplify) if i == 0 else (0.0, 0.0)), sc.pixel_size_m())
             t_infer = time.perf_counter()
-            candidates = rank_candidates(extract_candidates(
-                str(raw_prob), threshold, min_area, simplify, sc.pixel_size_m()))
-            features = _features(candidates, text, Path(sc.path).name, net.name, sc.crs)
+            ranked = rank_candidates(found[phrases[0]], query, found, ~sc.transform, (sc.width, sc.height))
+            features = _features(ranked, text, Path(sc.path).name, net.name, sc.crs)
             if output is not None:
                 write_vector(features, output)
             if prob is not None:
-                write_cog(raw_prob, prob)
+                write_cog(workdir / "probability_0.tif", prob)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         t_end = time.perf_counter()
@@ -167,5 +179,7 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
         features=features, output=None if output is None else Path(output),
         probability=None if prob is None else Path(prob), scene=info, model=net.name,
         tiles=len(grid), tiles_skipped=skipped,
+        grounding={"query": query.describe() if query.scene_level else None, "passes": phrases,
+                   "found": {p: len(c) for p, c in found.items()}},
         timings={"model_s": round(timer.model_s, 3), "infer_s": round(t_infer - t_start, 3),
                  "vectorize_write_s": round(t_end - t_infer, 3), "total_s": round(t_end - t_start, 3)})

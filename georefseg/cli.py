@@ -82,6 +82,12 @@ def segment(
     out.print(f"[bold]{len(feats)}[/] object(s) found for [italic]{expression.strip()}[/] "
               f"in {result.timings['total_s']:.1f} s ({result.tiles} tiles, {result.tiles_skipped} "
               f"skipped as nodata, model {result.model})")
+    grounding = result.grounding
+    if grounding.get("query"):
+        out.print(f"judged over the whole scene: {grounding['query']}")
+        for phrase, n in list(grounding["found"].items())[1:]:
+            if n == 0:
+                err.print(f"[yellow]warning:[/] nothing found for {phrase!r}, so the words about it were left out")
     if len(feats):
         table = Table("rank", "score", "area m²", "centroid (scene CRS)")
         for _, row in feats.head(5).iterrows():

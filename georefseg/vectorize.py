@@ -92,6 +92,13 @@ def _merge_across_seams(pieces: list[_Piece]) -> list[_Piece]:
     return done
 
 
+def candidates_from_array(prob: np.ndarray, threshold: float = 0.5) -> list[Candidate]:
+    """Connected regions of an in-memory probability array (a chip), in pixel coordinates;
+    ``area_m2`` is then in pixels. For scenes on disk use :func:`extract_candidates`."""
+    return [Candidate(p.geom, p.prob_sum / max(p.pixels, 1), p.peak, p.pixels, float(p.pixels))
+            for p in _strip_pieces(prob, 0, threshold, (False, False))]
+
+
 def ground_area_m2(geom: BaseGeometry, crs: CRS) -> float:
     """Area in m²: geodesic on the ellipsoid for geographic CRSs, planar otherwise."""
     if crs.is_geographic:

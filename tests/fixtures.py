@@ -40,6 +40,30 @@ class ColourModel(ReferringSegmenter):
         return SegOutput(F.conv2d(40 * closeness, self.kernel, padding=2))
 
 
+class WordColourModel(ColourModel):
+    """Like ColourModel, but the colour comes from the expression's first colour word
+    ("the blue river" marks blue pixels; no colour word marks nothing), so scene-level
+    grounding can be tested end to end with exact geometry."""
+
+    name = "word-colour-fixture"
+    COLOURS = {"red": RED, "blue": (0.1, 0.2, 0.9), "yellow": (0.9, 0.9, 0.1)}
+
+    def __init__(self, tile_size: int = 128, min_overlap: int = 32):
+        super().__init__(RED, tile_size, min_overlap)
+        self.register_buffer("table", torch.tensor([(9.0, 9.0, 9.0), *self.COLOURS.values()]))
+
+    def encode_text(self, texts: list[str]) -> TextBatch:
+        names = list(self.COLOURS)
+        ids = [next((1 + names.index(w) for w in t.lower().split() if w in names), 0) for t in texts]
+        ids_t = torch.tensor(ids).view(-1, 1).repeat(1, 2)
+        return TextBatch(ids_t, torch.ones_like(ids_t))
+
+    def segment(self, images: torch.Tensor, text: TextBatch) -> SegOutput:
+        colour = self.table[text.input_ids[:, 0]].view(-1, 3, 1, 1).to(images.dtype)
+        closeness = 0.3 - (images - colour).abs().sum(1, keepdim=True)
+        return SegOutput(F.conv2d(40 * closeness, self.kernel, padding=2))
+
+
 def write_scene(path: Path, image: np.ndarray, crs: str, transform: Affine, nodata=None,
                 **profile) -> Path:
     """Write a C×H×W array as a GeoTIFF."""

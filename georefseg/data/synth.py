@@ -46,8 +46,8 @@ class SceneObject:
     """One referable object; geometry in pixel coordinates."""
 
     category: str
-    colour: str
-    geometry: Polygon
+    colour: str | None  # None for land cover (river, road, …)
+    geometry: BaseGeometry
 
     @property
     def area(self) -> float:
@@ -363,9 +363,29 @@ class Sample:
     kinds: list[str]  # which kinds of words pick it out: category, colour, size, position, relation
 
 
+# Land cover a relation can point at ("near the river"); the model must find it too, so that
+# relations can be resolved at scene level. Stuff samples refer to all of it in the scene.
+STUFF_WORDS: dict[str, tuple[str, ...]] = {
+    "river": ("the river", "river"), "lake": ("the lake", "the pond"),
+    "road": ("the road", "the roads"), "water": ("the water", "water"),
+}
+
+
+def _stuff_sample(scene: SynthScene, rng: np.random.Generator) -> Sample:
+    """"the river" (all river in view), or an absent one when the scene has none."""
+    name = str(rng.choice(list(STUFF_WORDS)))
+    geom = {"river": scene.rivers, "lake": scene.lakes, "road": scene.roads, "water": scene.water}[name]
+    geom = geom.intersection(box(0, 0, scene.width, scene.height))
+    words = str(rng.choice(STUFF_WORDS[name]))
+    if geom.area < 20:
+        return Sample(words, [], ["absent", "stuff"])
+    return Sample(words, [SceneObject(name, None, geom)], ["stuff"])
+
+
 def make_samples(scene: SynthScene, rng: np.random.Generator, n_present: int = 3,
-                 p_absent: float = 0.2) -> list[Sample]:
-    """Up to ``n_present`` expressions with one referent each, plus maybe one with none."""
+                 p_absent: float = 0.2, p_stuff: float = 0.15) -> list[Sample]:
+    """Up to ``n_present`` expressions with one referent each, plus maybe one with none,
+    plus (with probability ``p_stuff``) one about land cover: river, lake, road or water."""
     samples: list[Sample] = []
     order = rng.permutation(len(scene.objects))
     for idx in order:
@@ -378,6 +398,9 @@ def make_samples(scene: SynthScene, rng: np.random.Generator, n_present: int = 3
         expr = describe_absent(scene, rng, CATEGORIES, CATEGORY_COLOURS)
         if expr is not None:
             samples.append(Sample(expr.text, [], expr.kinds))
+    # Drawn last, so that the samples above stay the same for a seed whatever p_stuff is.
+    if p_stuff and rng.random() < p_stuff:
+        samples.append(_stuff_sample(scene, rng))
     return samples
 
 

@@ -8,9 +8,17 @@ import re
 
 import numpy as np
 import pytest
+from shapely.geometry import box
 
 from georefseg.data.expressions import SYNONYMS
-from georefseg.data.synth import COLOURS, SyntheticStream, generate_scene, make_samples, write_synthetic_dataset
+from georefseg.data.synth import (
+    COLOURS,
+    STUFF_WORDS,
+    SyntheticStream,
+    generate_scene,
+    make_samples,
+    write_synthetic_dataset,
+)
 
 
 def _category_in(text: str) -> str | None:
@@ -44,12 +52,20 @@ def test_objects_at_any_rotation_and_many_sizes():
 
 
 def test_expressions_agree_with_the_scene():
-    checked = {"colour": 0, "absent": 0}
+    checked = {"colour": 0, "absent": 0, "stuff": 0}
     for i in range(60):
         rng = np.random.default_rng([7, i])
         scene = generate_scene(rng)
         for s in make_samples(scene, rng):
             mask = scene.mask(s.target)
+            if "stuff" in s.kinds:
+                # "the river": all river in view, or nothing when the scene has none
+                name = next(k for k, words in STUFF_WORDS.items() if s.expression in words)
+                geom = {"river": scene.rivers, "lake": scene.lakes, "road": scene.roads, "water": scene.water}[name]
+                in_view = geom.intersection(box(0, 0, scene.width, scene.height)).area
+                assert (mask.sum() > 0.8 * in_view) if s.target else (in_view < 20 and not mask.any())
+                checked["stuff"] += 1
+                continue
             cat = _category_in(s.expression)
             if not s.target:
                 assert not mask.any()
@@ -67,7 +83,7 @@ def test_expressions_agree_with_the_scene():
                 checked["colour"] += 1
             if s.kinds == ["category"]:
                 assert [o for o in scene.objects if o.category == cat] == [target]
-    assert checked["colour"] > 5 and checked["absent"] > 2
+    assert checked["colour"] > 5 and checked["absent"] > 2 and checked["stuff"] > 3
 
 
 def test_dataset_folder_is_deterministic_and_splits_share_no_scene(tmp_path):
