@@ -255,6 +255,9 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="only the first N samples")] = None,
     batch_size: Annotated[int, typer.Option(help="samples per model call")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+    grounding: Annotated[bool, typer.Option(
+        help="score what segment chooses: the model plus scene-level grounding of size, position and "
+             "relation words (the field's papers score the model alone)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Score a model with the field's metrics (mIoU, oIoU, Prec@0.5–0.9) on a dataset split."""
@@ -269,12 +272,14 @@ def evaluate(
     net = load_model(model, checkpoint, device)
     with _progress(quiet, "evaluating") as bar:
         task = bar.add_task("samples", total=len(samples), info="")
-        metrics = run(net, samples, batch_size=batch_size, progress=lambda k: bar.advance(task, k))
+        metrics = run(net, samples, batch_size=batch_size, progress=lambda k: bar.advance(task, k),
+                      grounding=grounding)
     metrics = {"model": model if checkpoint is None else str(checkpoint), "data": str(data), "split": split,
-               **metrics}
+               "grounding": grounding, **metrics}
     if json_out:
         json_out.write_text(json.dumps(metrics, indent=2))
-    typer.echo(markdown_table(metrics, f"{metrics['model']} on {data} ({split})"))
+    how = ", with scene-level grounding" if grounding else ""
+    typer.echo(markdown_table(metrics, f"{metrics['model']} on {data} ({split}{how})"))
 
 
 def main() -> None:

@@ -14,10 +14,6 @@ from georefseg.metrics import MetricAccumulator
 from georefseg.models.base import ReferringSegmenter
 from georefseg.vectorize import candidates_from_array
 
-# With --grounding, a chip has no referent when even the best candidate's scene-level score
-# is below this (chosen on the synthetic validation split, never on a test split).
-MIN_GROUNDED_SCORE = 0.25
-
 
 @torch.inference_mode()
 def _probabilities(model: ReferringSegmenter, images: torch.Tensor, texts: list[str]) -> np.ndarray:
@@ -31,10 +27,12 @@ def predict(model: ReferringSegmenter, images: torch.Tensor, texts: list[str]) -
     return _probabilities(model, images, texts) >= 0.5
 
 
-def predict_grounded(model: ReferringSegmenter, images: torch.Tensor, texts: list[str],
-                     min_score: float = MIN_GROUNDED_SCORE) -> np.ndarray:
+def predict_grounded(model: ReferringSegmenter, images: torch.Tensor, texts: list[str]) -> np.ndarray:
     """Boolean masks as ``segment`` chooses them: scene-level words (size, position, relations)
-    judged over the chip's candidates, and the best candidate kept when it scores ≥ ``min_score``."""
+    judged over the chip's candidates, and the rank-1 candidate kept.
+
+    No score threshold: on the synthetic validation split one of 0.25 rejected more true
+    referents than absent ones (mIoU 0.724 → 0.687, no-target accuracy unchanged)."""
     queries = [parse_expression(t) for t in texts]
     jobs = [(i, phrase) for i, (q, t) in enumerate(zip(queries, texts, strict=True))
             for phrase in (q.phrases() if q.scene_level else [t])]
@@ -51,14 +49,13 @@ def predict_grounded(model: ReferringSegmenter, images: torch.Tensor, texts: lis
             continue
         found = {phrase: candidates_from_array(prob) for phrase, prob in maps.items()}
         ranked = rank_candidates(found[q.subject], q, found, size=(w, h), top=1)
-        if ranked and ranked[0].score >= min_score:
+        if ranked:
             masks[i] = rasterize([(ranked[0].candidate.geometry, 1)], out_shape=(h, w)).astype(bool)
     return masks
 
 
 def evaluate(model: ReferringSegmenter, samples: Sequence[RefSample], batch_size: int = 8,
-             progress: Callable[[int], None] | None = None, grounding: bool = False,
-             min_score: float = MIN_GROUNDED_SCORE) -> dict:
+             progress: Callable[[int], None] | None = None, grounding: bool = False) -> dict:
     """Metrics over ``samples`` at their own resolution (images of one size are batched).
 
     ``grounding`` scores what ``segment`` would choose (model plus scene-level grounding)
@@ -71,7 +68,7 @@ def evaluate(model: ReferringSegmenter, samples: Sequence[RefSample], batch_size
     def flush() -> None:
         images = torch.from_numpy(np.stack([p[0] for p in pending])).permute(0, 3, 1, 2).float() / 255
         texts = [p[2].expression for p in pending]
-        preds = predict_grounded(model, images, texts, min_score) if grounding else predict(model, images, texts)
+        preds = predict_grounded(model, images, texts) if grounding else predict(model, images, texts)
         for pred, (_, target, sample) in zip(preds, pending, strict=True):
             acc.add(pred, target, sample.kinds)
         if progress:

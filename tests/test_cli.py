@@ -142,3 +142,10 @@ def test_dataset_train_evaluate_round_trip(tmp_path):
     assert scores["n_target"] + scores["n_no_target"] == n_all and "mIoU" in r.stdout
     for key in ("mIoU", "oIoU", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9"):
         assert 0.0 <= scores[key] <= 1.0
+    assert scores["grounding"] is False
+    r = run("evaluate", "--data", str(data), "--model", str(out / "best.safetensors"), "--split", "all",
+            "--json", str(metrics), "--grounding", "--quiet")
+    assert r.returncode == 0, r.stderr
+    grounded = json.loads(metrics.read_text())
+    assert grounded["grounding"] is True and "with scene-level grounding" in r.stdout
+    assert grounded["n_target"] == scores["n_target"] and 0.0 <= grounded["mIoU"] <= 1.0
