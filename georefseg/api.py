@@ -1,6 +1,6 @@
 """`segment()`: the one entry point the CLI, batch mapping and the QGIS plugin use.
 
-read → tile → infer → blend → select → vectorise → write, in that order and no other.
+read → tile → infer → blend → select → vectorise → ground → write, in that order and no other.
 """
 
 from __future__ import annotations
@@ -131,7 +131,11 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
     """Find the object(s) an expression refers to in a georeferenced scene.
 
     Writes polygons to ``output`` (format from the extension) and the probability raster to
-    ``prob`` (float32 COG) when given; returns the features either way. ``progress`` is called
+    ``prob`` (float32 COG) when given; returns the features either way. Words about the whole
+    scene (size, position, relations; see :mod:`georefseg.grounding`) are judged over all
+    candidates: the tiles are then asked for the subject and for each anchor, one pass each,
+    and ``prob`` holds the subject's probability ("the storage tank" for "the large storage
+    tank near the river"), while the polygons' rank and score carry the scene-level choice. ``progress`` is called
     with (tiles done, tiles in all). ``scheduler`` is a ``dask.distributed`` address.
     ``batch_size`` defaults to 1 on a CPU (larger batches are slower there) and 8 on a GPU.
     """

@@ -41,6 +41,7 @@ _EXTREMES = {"leftmost": (0, 0), "westernmost": (0, 0), "westmost": (0, 0), "rig
              "easternmost": (0, 1), "eastmost": (0, 1), "topmost": (1, 0), "uppermost": (1, 0),
              "northernmost": (1, 0), "northmost": (1, 0), "bottommost": (1, 1), "lowermost": (1, 1),
              "southernmost": (1, 1), "southmost": (1, 1)}
+_SIDE_NAMES = {(0, 0): "left", (0, 1): "right", (1, 0): "top", (1, 1): "bottom"}
 _VERTICAL = {"upper": 0, "top": 0, "north": 0, "northern": 0, "lower": 1, "bottom": 1, "south": 1,
              "southern": 1}
 _HORIZONTAL = {"left": 0, "west": 0, "western": 0, "right": 1, "east": 1, "eastern": 1}
@@ -112,9 +113,9 @@ class Query:
             parts.append(self.size)
         if self.region:
             parts.append("region " + ("centre" if self.region == ((-1, -1),) else
-                                      "+".join(f"{'xy'[a]}{s}" for a, s in self.region)))
+                                      " ".join(_SIDE_NAMES[r] for r in self.region)))
         if self.extreme:
-            parts.append(f"extreme {'xy'[self.extreme[0]]}{self.extreme[1]}")
+            parts.append(f"{_SIDE_NAMES[self.extreme]}most")
         parts += [f"{r.kind} {r.anchor.subject!r}" for r in self.relations]
         return ", ".join(parts)
 
