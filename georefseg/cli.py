@@ -79,9 +79,11 @@ def segment(
     if quiet:
         return
     feats = result.features
-    out.print(f"[bold]{len(feats)}[/] object(s) found for [italic]{expression.strip()}[/] "
-              f"in {result.timings['total_s']:.1f} s ({result.tiles} tiles, {result.tiles_skipped} "
-              f"skipped as nodata, model {result.model})")
+    passes = len(result.grounding.get("passes", [])) or 1
+    out.print(f"[bold]{len(feats)}[/] candidate(s) for [italic]{expression.strip()}[/], best first, "
+              f"in {result.timings['total_s']:.1f} s ({result.tiles} tiles"
+              + (f" × {passes} passes" if passes > 1 else "")
+              + f", {result.tiles_skipped} skipped as nodata, model {result.model})")
     grounding = result.grounding
     if grounding.get("query"):
         out.print(f"judged over the whole scene: {grounding['query']}")
@@ -90,9 +92,11 @@ def segment(
                 err.print(f"[yellow]warning:[/] nothing found for {phrase!r}, so the words about it were left out")
     if len(feats):
         table = Table("rank", "score", "area m²", "centroid (scene CRS)")
+        digits = 6 if feats.crs.is_geographic else 1
         for _, row in feats.head(5).iterrows():
             c = row.geometry.centroid
-            table.add_row(str(row["rank"]), f"{row['score']:.3f}", f"{row['area_m2']:.1f}", f"{c.x:.6g}, {c.y:.6g}")
+            table.add_row(str(row["rank"]), f"{row['score']:.3f}", f"{row['area_m2']:.1f}",
+                          f"{c.x:.{digits}f}, {c.y:.{digits}f}")
         out.print(table)
     else:
         out.print("No object passed the threshold; try a lower --threshold or another wording.")

@@ -36,7 +36,7 @@ def test_segment_writes_outputs_and_summary(tmp_path, tiny_weights):
     r = run("segment", str(SAMPLE), "the large storage tank near the river", "-o", str(tmp_path / "o.gpkg"),
             "--prob", str(tmp_path / "p.tif"), "--model", str(tiny_weights), "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert "object(s) found" in r.stdout and str(tmp_path / "o.gpkg") in r.stdout
+    assert "candidate(s) for" in r.stdout and "× 2 passes" in r.stdout and str(tmp_path / "o.gpkg") in r.stdout
     assert "judged over the whole scene: subject 'the storage tank', largest, near 'the river'" in r.stdout
     assert "tiles" in r.stderr  # the progress bar
     gdf = gpd.read_file(tmp_path / "o.gpkg")
