@@ -135,8 +135,9 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
     scene (size, position, relations; see :mod:`georefseg.grounding`) are judged over all
     candidates: the tiles are then asked for the subject and for each anchor, one pass each,
     and ``prob`` holds the subject's probability ("the storage tank" for "the large storage
-    tank near the river"), while the polygons' rank and score carry the scene-level choice. ``progress`` is called
-    with (tiles done, tiles in all). ``scheduler`` is a ``dask.distributed`` address.
+    tank near the river"), while the polygons' rank and score carry the scene-level choice.
+    ``progress`` is called with (tile runs done, tile runs in all: tiles × passes).
+    ``scheduler`` is a ``dask.distributed`` address.
     ``batch_size`` defaults to 1 on a CPU (larger batches are slower there) and 8 on a GPU.
     """
     t_start = time.perf_counter()
