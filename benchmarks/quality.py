@@ -71,8 +71,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         chips = Path(tmp) / "atlanta_chips"
         build_from_labels(ATLANTA / "sample_geotiff.tif", ATLANTA / "geotiff_labels.geojson", "building", chips)
-        report["real_chips"] = evaluate(net, list(open_dataset(chips)))
-        report["real_chips_grounded"] = evaluate(net, list(open_dataset(chips)), grounding=True)
+        chip_samples = list(open_dataset(chips))
+        report["real_chips"] = evaluate(net, chip_samples)
+        report["real_chips_grounded"] = evaluate(net, chip_samples, grounding=True)
         report["real_scene"] = scene_level(net, Path(tmp))
     print(json.dumps(report, indent=2))
 

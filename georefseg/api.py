@@ -158,7 +158,7 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
         # Scene-level words are judged over the whole scene: the tiles are asked only for the
         # subject and for each relation's anchor, one pass each.
         query = parse_expression(text)
-        phrases = query.phrases() if query.scene_level else [text]
+        phrases = query.phrases()
         try:
             found: dict[str, list[Candidate]] = {}
             skipped = 0
@@ -167,8 +167,10 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
                 step = None if progress is None else (
                     lambda done, total, i=i: progress(i * total + done, len(phrases) * total))
                 skipped = _blend_tiles(sc, grid, net, spec, phrase, batch_size, scheduler, raw_prob, timer, step)
-                found[phrase] = extract_candidates(
-                    str(raw_prob), threshold, *((min_area, simplify) if i == 0 else (0.0, 0.0)), sc.pixel_size_m())
+                # --min-area and --simplify shape the output, so they apply to the subject only.
+                subject = i == 0
+                found[phrase] = extract_candidates(str(raw_prob), threshold, min_area if subject else 0.0,
+                                                   simplify if subject else 0.0, sc.pixel_size_m())
             t_infer = time.perf_counter()
             ranked = rank_candidates(found[phrases[0]], query, found, ~sc.transform, (sc.width, sc.height))
             features = _features(ranked, text, Path(sc.path).name, net.name, sc.crs)

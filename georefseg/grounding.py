@@ -100,7 +100,10 @@ class Query:
         return bool(set(re.findall(r"[a-z]+", self.subject)) & STUFF)
 
     def phrases(self) -> list[str]:
-        """What the model is asked for, subject first, each phrase once."""
+        """What the tiles are asked for, one pass each: the expression as written when nothing
+        in it is judged over the scene, else the subject, then each anchor once."""
+        if not self.scene_level:
+            return [self.text]
         out = [self.subject]
         for r in self.relations:
             if r.anchor.subject not in out:
@@ -193,10 +196,10 @@ def _extent(g: BaseGeometry) -> float:
 
 
 def _size_scores(areas: np.ndarray, which: str) -> np.ndarray:
-    # Fragments (a sliver at a tile edge, a speck of noise) are not the "smallest" object.
-    real = areas >= 0.25 * np.median(areas)
     if which == "largest":
         return (areas / areas.max()) ** 2
+    # Fragments (a sliver at a tile edge, a speck of noise) are not the "smallest" object.
+    real = areas >= 0.25 * np.median(areas)
     smallest = areas[real].min()
     return np.where(real, (smallest / areas) ** 2, 0.05)
 
@@ -266,13 +269,13 @@ def rank_candidates(candidates: list[Candidate], query: Query | None = None,
         cents = np.array([[g.centroid.x, g.centroid.y] for g in geoms])
         parts["position"] = _position_scores(cents, size, query.region, query.extreme)
     for i, rel in enumerate(query.relations):
-        found = [Grounded(c, c.score, {}) for c in anchors.get(rel.anchor.subject, [])]
+        found = anchors.get(rel.anchor.subject, [])
         if not found:
             continue
         if rel.anchor.is_stuff:
-            anchor = shapely.union_all([_to_pixels(a.candidate.geometry, to_pixels) for a in found])
+            anchor = shapely.union_all([_to_pixels(a.geometry, to_pixels) for a in found])
         else:  # one object: the best by its own words ("the largest building")
-            best = rank_candidates([a.candidate for a in found], rel.anchor, None, to_pixels, size, 1)[0]
+            best = rank_candidates(found, rel.anchor, None, to_pixels, size, 1)[0]
             anchor = _to_pixels(best.candidate.geometry, to_pixels)
         parts[f"{rel.kind}:{i}"] = np.array([
             0.0 if _same_object(g, anchor) else _relation_score(rel.kind, g, anchor, rel.anchor.is_stuff)
