@@ -16,7 +16,7 @@ import time
 import torch
 
 from georefseg.models.base import ReferringSegmenter
-from georefseg.models.registry import place
+from georefseg.models.device import place
 
 
 def build(name: str) -> ReferringSegmenter:

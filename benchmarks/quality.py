@@ -33,8 +33,8 @@ from georefseg.api import segment
 from georefseg.data import open_dataset
 from georefseg.data.labels import build_from_labels
 from georefseg.evaluate import evaluate
+from georefseg.models import load_model
 from georefseg.models.base import ReferringSegmenter
-from georefseg.models.registry import load_model
 
 ATLANTA = Path(__file__).resolve().parents[1] / "tests" / "assets" / "real_scenes" / "spacenet_atlanta"
 

@@ -24,7 +24,7 @@ from shapely import affinity
 
 from georefseg.api import segment
 from georefseg.data.synth import generate_scene, make_samples, write_scene_geotiff
-from georefseg.models.registry import load_model
+from georefseg.models import load_model
 
 SIZE, CRS, ORIGIN, PIXEL, SEED = 1024, "EPSG:32633", (455000.0, 4990000.0), 1.0, 7
 
@@ -48,7 +48,7 @@ def main() -> None:
             for sample in make_samples(scene, rng, n_present=2, p_absent=0.0, p_stuff=0.0):
                 target = affinity.affine_transform(sample.target[0].geometry, to_map)
                 for t in tiles:
-                    result = segment(path, sample.expression, model=net, tile=t, overlap=t // 4)
+                    result = segment(path, sample.expression, model=net, tile_px=t, overlap_px=t // 4)
                     ranked = result.features.sort_values("rank").geometry
                     ious = [g.intersection(target).area / g.union(target).area for g in ranked]
                     scores[t].append((ious[0] if ious else 0.0, max(ious, default=0.0), sample.kinds))

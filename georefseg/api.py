@@ -1,6 +1,9 @@
-"""`segment()`: the one entry point the CLI, batch mapping and the QGIS plugin use.
+"""The Segmenter, and `segment()` on top of it: what the CLI, batch mapping and the QGIS plugin use.
 
-read → tile → infer → blend → select → vectorise → ground → write, in that order and no other.
+A :class:`Segmenter` loads its model once and owns how tiles run (local threads, or one
+``dask.distributed`` Client for its whole life); each :meth:`Segmenter.run` maps one scene
+and expression: read → tile → infer → blend → select → vectorise → ground → write, in that
+order and no other. Options live in one frozen :class:`SegmentOptions`.
 """
 
 from __future__ import annotations
@@ -10,25 +13,96 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import geopandas as gpd
 import rasterio
 
-from georefseg.errors import InputError, OutputError
+from georefseg.errors import InputError, OutputError, SchedulerError
 from georefseg.grounding import Grounded, parse_expression, rank_candidates
 from georefseg.models.base import ReferringSegmenter
-from georefseg.models.registry import load_model
+from georefseg.models.device import compile_for_inference
+from georefseg.models.registry import load_model, resolve
 from georefseg.outputs import check_writable, vector_format, write_cog, write_vector
 from georefseg.raster import Scene
 from georefseg.runner import BatchTimer, DistributedRunner, LocalRunner, ModelSpec
 from georefseg.stitch import Stitcher
-from georefseg.tiling import TileGrid
+from georefseg.tiling import MAX_TILE, TileGrid, check_tiling
 from georefseg.vectorize import Candidate, extract_candidates
 
 MAX_EXPRESSION_CHARS = 300
-GDAL_CACHE_MB = 256
+# GDAL's block cache, in bytes (rasterio reads a plain integer as bytes, so "256" would turn it
+# off): big enough that decimated and windowed reads decode each block once, small enough to
+# stay bounded as scenes grow (GDAL's default is 5 % of RAM).
+GDAL_CACHE_BYTES = 256 * 2**20
+
+ProgressCallback = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How scenes are tiled, thresholded and vectorised: one value serves many runs.
+
+    Frozen, hashable and JSON-serialisable (:meth:`to_dict` / :meth:`from_dict`), so that
+    batch mapping can key finished jobs on it.
+
+    Parameters
+    ----------
+    bands
+        1-based band numbers the model sees (1 or 3); ``None`` chooses from the colour
+        interpretation.
+    tile_px
+        Tile side in pixels; ``None`` uses the model's.
+    overlap_px
+        Pixels neighbouring tiles share; ``None`` uses the model's.
+    batch_size
+        Tiles per model call; ``None`` is 1 on a CPU (larger batches are slower there) and 8
+        on a GPU.
+    threshold
+        Probability (0–1, exclusive) from which a pixel belongs to an object.
+    min_area_m2
+        Objects smaller than this ground area in m² are dropped.
+    simplify_m
+        Outlines are simplified to this tolerance in metres on the ground (0: exact pixel edges).
+    """
+
+    bands: tuple[int, ...] | None = None
+    tile_px: int | None = None
+    overlap_px: int | None = None
+    batch_size: int | None = None
+    threshold: float = 0.5
+    min_area_m2: float = 0.0
+    simplify_m: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.bands is not None:
+            object.__setattr__(self, "bands", tuple(int(b) for b in self.bands) or None)
+        if self.tile_px is not None or self.overlap_px is not None:  # the pair is checked again per model
+            check_tiling(MAX_TILE if self.tile_px is None else self.tile_px,
+                         0 if self.overlap_px is None else self.overlap_px)
+        if not 0.0 < self.threshold < 1.0:
+            raise InputError(f"{{param}} {self.threshold} must lie between 0 and 1", param="threshold")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"{{param}} {self.batch_size} must be at least 1", param="batch_size")
+        for name in ("min_area_m2", "simplify_m"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{{param}} {getattr(self, name)} must be 0 or more (a ground size)", param=name)
+
+    def to_dict(self) -> dict:
+        """Plain JSON types (bands as a list)."""
+        d = asdict(self)
+        d["bands"] = None if self.bands is None else list(self.bands)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SegmentOptions:
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}: known are "
+                             f"{', '.join(f.name for f in fields(cls))}")
+        return cls(**data)
 
 
 @dataclass
@@ -42,7 +116,9 @@ class SegmentResult:
     model: str
     tiles: int
     tiles_skipped: int
-    timings: dict[str, float] = field(default_factory=dict)
+    windows_read: int  # tile windows read from the scene: once per tile, whatever the phrases
+    options: SegmentOptions
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage; model_s inside the model
     grounding: dict = field(default_factory=dict)  # how the expression was split; anchors found
 
     @property
@@ -51,63 +127,52 @@ class SegmentResult:
         total = self.timings.get("total_s", 0.0)
         return self.timings.get("model_s", 0.0) / total if total else 0.0
 
+    def to_dict(self, max_features: int = 100) -> dict:
+        """The result as plain JSON types: what ``segment --json`` prints.
+
+        ``features`` lists the best ``max_features`` with rank, scores, area (m²), centroid
+        and bounds in the scene's CRS; ``feature_count`` counts them all.
+        """
+        feats = []
+        for _, row in self.features.head(max_features).iterrows():
+            c = row.geometry.centroid
+            feats.append({"rank": int(row["rank"]), "score": float(row["score"]), "evidence": float(row["evidence"]),
+                          "area_m2": float(row["area_m2"]), "centroid": [c.x, c.y],
+                          "bounds": list(row.geometry.bounds)})
+        return {"output": None if self.output is None else str(self.output),
+                "probability": None if self.probability is None else str(self.probability),
+                "crs": self.scene.get("crs"), "feature_count": len(self.features), "features": feats,
+                "grounding": self.grounding, "model": self.model, "tiles": self.tiles,
+                "tiles_skipped": self.tiles_skipped, "windows_read": self.windows_read,
+                "options": self.options.to_dict(), "scene": self.scene, "timings": self.timings,
+                "efficiency": round(self.efficiency, 3)}
+
 
 def validate_expression(expression: str) -> str:
     text = " ".join(str(expression).split())
     if not text:
-        raise InputError("the expression is empty: describe the object, e.g. \"the large storage tank\"")
+        raise InputError("the {param} is empty: describe the object, e.g. \"the large storage tank\"",
+                         param="expression")
     if len(text) > MAX_EXPRESSION_CHARS:
-        raise InputError(f"the expression is {len(text)} characters long; keep it under "
-                         f"{MAX_EXPRESSION_CHARS} (the model reads only the first 20 words)")
+        raise InputError(f"the {{param}} is {len(text)} characters long; keep it under "
+                         f"{MAX_EXPRESSION_CHARS} (the model reads only the first 20 words)", param="expression")
     return text
 
 
-def _check_arguments(expression: str, output, prob, threshold: float, batch_size: int | None,
-                     min_area: float, simplify: float, overwrite: bool) -> str:
-    """Everything that can be refused before any work; returns the cleaned expression."""
-    text = validate_expression(expression)
-    if not 0.0 < threshold < 1.0:
-        raise InputError(f"--threshold {threshold} must lie between 0 and 1")
-    if batch_size is not None and batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
-    if min_area < 0 or simplify < 0:
-        raise InputError("--min-area and --simplify take ground sizes of 0 or more")
+def _check_outputs(scene: str | Path, output, prob, overwrite: bool) -> None:
+    """Everything about the outputs that can be refused before any work."""
     if output is not None:
         vector_format(output)
     if prob is not None and Path(prob).suffix.lower() not in (".tif", ".tiff"):
-        raise OutputError(f"--prob {prob}: the probability raster is a GeoTIFF, name it *.tif")
-    for p in (output, prob):
-        if p is not None:
-            check_writable(p, overwrite)
-    return text
-
-
-def _blend_tiles(sc: Scene, grid: TileGrid, net: ReferringSegmenter, spec: ModelSpec | None, text: str,
-                 batch_size: int, scheduler: str | None, raw_prob: Path, timer: BatchTimer,
-                 progress: Callable[[int, int], None] | None) -> int:
-    """Run the model over every tile and blend into ``raw_prob``; returns tiles skipped."""
-    stitcher = Stitcher(grid, str(raw_prob), sc.crs, sc.transform)
-    runner = None
-    if scheduler:
-        if spec is None:
-            raise InputError("a --scheduler run needs the model by name or path, so that workers can build it")
-        runner = DistributedRunner(scheduler, spec)
-        results = runner.run(sc, grid, text, batch_size, timer)
-    else:
-        threads = max(1, min(4, (os.cpu_count() or 2) // 2))
-        results = LocalRunner(read_threads=threads).run(sc, grid, net, net.encode_text([text]), batch_size, timer)
-    skipped = 0
-    try:
-        for done, res in enumerate(results, 1):
-            stitcher.add(res.tile, res.logits, res.valid)
-            skipped += res.logits is None
-            if progress:
-                progress(done, len(grid))
-    finally:
-        stitcher.close()
-        if runner is not None:
-            runner.close()
-    return skipped
+        raise OutputError(f"{{param}} {prob}: the probability raster is a GeoTIFF, name it *.tif", param="prob")
+    source = Path(scene).resolve() if Path(scene).exists() else None
+    for name, p in (("output", output), ("prob", prob)):
+        if p is None:
+            continue
+        if source is not None and Path(p).resolve() == source:
+            raise OutputError(f"{{param}} {p} is the input scene: georefseg never writes over its input; "
+                              "choose another name", param=name)
+        check_writable(p, overwrite)
 
 
 def _features(ranked: list[Grounded], text: str, scene: str, model: str, crs) -> gpd.GeoDataFrame:
@@ -121,72 +186,211 @@ def _features(ranked: list[Grounded], text: str, scene: str, model: str, crs) ->
         geometry=[g.candidate.geometry for g in ranked], crs=crs)
 
 
-def segment(scene: str | Path, expression: str, output: str | Path | None = None, *,
-            prob: str | Path | None = None, model: str | ReferringSegmenter = "tiny",
-            checkpoint: str | Path | None = None, device: str = "auto",
-            bands: list[int] | None = None, tile: int | None = None, overlap: int | None = None,
-            batch_size: int | None = None, threshold: float = 0.5, min_area: float = 0.0,
-            simplify: float = 0.0, scheduler: str | None = None, overwrite: bool = False,
-            progress: Callable[[int, int], None] | None = None) -> SegmentResult:
-    """Find the object(s) an expression refers to in a georeferenced scene.
+class Segmenter:
+    """A model loaded once, and the way its tiles run, serving many scenes and expressions.
 
-    Writes polygons to ``output`` (format from the extension) and the probability raster to
-    ``prob`` (float32 COG) when given; returns the features either way. Words about the whole
-    scene (size, position, relations; see :mod:`georefseg.grounding`) are judged over all
-    candidates: the tiles are then asked for the subject and for each anchor, one pass each,
-    and ``prob`` holds the subject's probability ("the storage tank" for "the large storage
-    tank near the river"), while the polygons' rank and score carry the scene-level choice.
-    ``progress`` is called with (tile runs done, tile runs in all: tiles × passes).
-    ``scheduler`` is a ``dask.distributed`` address.
-    ``batch_size`` defaults to 1 on a CPU (larger batches are slower there) and 8 on a GPU.
+    Parameters
+    ----------
+    model
+        A registered model name (``tiny``, ``rmsin``; see ``georefseg.models.list_models``),
+        a weights file or folder, or a model object.
+    checkpoint
+        Weights (file or folder) for a named model.
+    device
+        ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; on a cluster, what workers use.
+    options
+        Tiling, thresholds and vectorising (:class:`SegmentOptions`).
+    scheduler
+        A ``dask.distributed`` scheduler address, or a ``Client``: tiles then run as tasks on
+        that cluster, through one client for this Segmenter's life. Workers build the model
+        once from its name and weights path (which they must be able to read); a model object
+        is sent to every worker once.
+    compile_model
+        Compile the model with TorchInductor (see
+        :func:`georefseg.models.device.compile_for_inference`): about 1.5× faster per tile on
+        a CPU after some 40 s of compiling, so worth it for large scenes or many of them.
+
+    Use it as a context manager, or call :meth:`close` (it closes the client it opened).
     """
-    t_start = time.perf_counter()
-    text = _check_arguments(expression, output, prob, threshold, batch_size, min_area, simplify, overwrite)
-    outputs = [Path(p) for p in (output, prob) if p is not None]
-    # GDAL's block cache defaults to 5 % of RAM and fills as scenes grow: bound it.
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), Scene(scene, bands) as sc:
+
+    def __init__(self, model: str | Path | ReferringSegmenter = "tiny", checkpoint: str | Path | None = None, *,
+                 device: str = "auto", options: SegmentOptions | None = None, scheduler=None,
+                 compile_model: bool = False):
+        self.options = options or SegmentOptions()
+        self._client, self._own_client = None, False
         if isinstance(model, ReferringSegmenter):
-            net, spec = model, None
+            self.model: ReferringSegmenter | None = model
+            self.model_name, tiling = model.name, (model.tile_size, model.min_overlap)
+            device_type = model.device.type
+            spec: ModelSpec | ReferringSegmenter = model
         else:
-            net = load_model(model, checkpoint, device)
-            spec = ModelSpec(str(model), None if checkpoint is None else str(Path(checkpoint).resolve()), device)
-        if batch_size is None:
-            batch_size = 8 if net.device.type == "cuda" else 1
-        grid = TileGrid(sc.width, sc.height, tile or net.tile_size, net.min_overlap if overlap is None else overlap)
-        timer = BatchTimer()
-        workdir = Path(tempfile.mkdtemp(prefix=".georefseg-", dir=(outputs[0].parent if outputs else None)))
-        # Scene-level words are judged over the whole scene: the tiles are asked only for the
-        # subject and for each relation's anchor, one pass each.
-        query = parse_expression(text)
-        phrases = query.phrases()
+            backend, weights = resolve(model, checkpoint)  # header checks only: cheap, and before any client
+            self.model_name, tiling = backend.name, backend.tiling(weights)
+            spec = ModelSpec(backend.name, None if weights is None else str(weights.resolve()), device)
+            self.model = None if scheduler else load_model(backend.name, weights, device)
+            if self.model is not None:
+                self.model_name = self.model.name
+            device_type = self.model.device.type if self.model is not None else device.split(":")[0]
+        self.tile_px = self.options.tile_px or tiling[0]
+        self.overlap_px = tiling[1] if self.options.overlap_px is None else self.options.overlap_px
+        check_tiling(self.tile_px, self.overlap_px)
+        self.batch_size = self.options.batch_size or (8 if device_type == "cuda" else 1)
+        if scheduler is None:
+            if compile_model:
+                self.model = compile_for_inference(self.model)
+            threads = max(1, min(4, (os.cpu_count() or 2) // 2))
+            self._runner: LocalRunner | DistributedRunner = LocalRunner(self.model, read_threads=threads)
+        else:
+            self._client = self._connect(scheduler)
+            self._runner = DistributedRunner(self._client, spec, compile_model)
+
+    def _connect(self, scheduler):
+        from distributed import Client
+
+        if not isinstance(scheduler, str):
+            return scheduler  # a Client the caller owns
+        if "://" not in scheduler and ":" not in scheduler:
+            raise SchedulerError(f"{{param}} {scheduler!r} is not a scheduler address: write it as "
+                                 "tcp://HOST:PORT", param="scheduler")
         try:
-            found: dict[str, list[Candidate]] = {}
-            skipped = 0
-            for i, phrase in enumerate(phrases):
-                raw_prob = workdir / f"probability_{i}.tif"
-                step = None if progress is None else (
-                    lambda done, total, i=i: progress(i * total + done, len(phrases) * total))
-                skipped = _blend_tiles(sc, grid, net, spec, phrase, batch_size, scheduler, raw_prob, timer, step)
-                # --min-area and --simplify shape the output, so they apply to the subject only.
-                subject = i == 0
-                found[phrase] = extract_candidates(str(raw_prob), threshold, min_area if subject else 0.0,
-                                                   simplify if subject else 0.0, sc.pixel_size_m())
-            t_infer = time.perf_counter()
-            ranked = rank_candidates(found[phrases[0]], query, found, ~sc.transform, (sc.width, sc.height))
-            features = _features(ranked, text, Path(sc.path).name, net.name, sc.crs)
-            if output is not None:
-                write_vector(features, output)
-            if prob is not None:
-                write_cog(workdir / "probability_0.tif", prob)
+            client = Client(scheduler, timeout="10s", set_as_default=False)
+        except (OSError, ValueError, TypeError) as exc:
+            raise SchedulerError(f"cannot reach the Dask scheduler at {{param}} {scheduler} "
+                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
+                                 "start one with `dask scheduler`, or check the address", param="scheduler") from exc
+        self._own_client = True
+        return client
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard of the cluster this Segmenter uses, if any."""
+        return None if self._client is None else self._client.dashboard_link
+
+    def close(self) -> None:
+        if self._own_client and self._client is not None:
+            self._client.close()
+        self._client = None
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run(self, scene: str | Path, expression: str, output: str | Path | None = None, *,
+            prob: str | Path | None = None, overwrite: bool = False,
+            progress: ProgressCallback | None = None) -> SegmentResult:
+        """Find the object(s) an expression refers to in one georeferenced scene.
+
+        Parameters
+        ----------
+        scene
+            A GeoTIFF, COG or VRT (any GDAL path) with a CRS.
+        expression
+            What to find, e.g. "the large storage tank near the river". Words about the whole
+            scene (size, position, relations; see :mod:`georefseg.grounding`) are judged over
+            all candidates; the tiles are read once and asked for the subject and every anchor
+            together.
+        output
+            Polygon layer to write (format from the extension: .gpkg, .geojson, .shp,
+            .parquet); ``None`` writes nothing and returns the features.
+        prob
+            Probability raster to write (float32 COG on the scene's grid, NaN where the scene
+            has no data): the subject's probability ("the storage tank" for "the large
+            storage tank near the river"); rank and score carry the scene-level choice.
+        overwrite
+            Replace existing outputs (never the input scene).
+        progress
+            Called with event dicts: ``{"event": "phase", "phase": NAME}`` as each stage
+            starts (open, infer, vectorize, ground, write) and ``{"event": "tiles", "done":
+            N, "total": M}`` as tiles finish.
+        """
+        t_start = time.perf_counter()
+        emit = progress or (lambda event: None)
+        text = validate_expression(expression)
+        _check_outputs(scene, output, prob, overwrite)
+        outputs = [Path(p) for p in (output, prob) if p is not None]
+        opts = self.options
+        timings: dict[str, float] = {}
+        emit({"event": "phase", "phase": "open"})
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), Scene(scene, list(opts.bands) if opts.bands else None) as sc:
+            t_open = time.perf_counter()
+            timings["open_s"] = t_open - t_start
+            grid = TileGrid(sc.width, sc.height, self.tile_px, self.overlap_px)
+            query = parse_expression(text)
+            phrases = query.phrases()  # the subject first, then each anchor once
+            workdir = Path(tempfile.mkdtemp(prefix=".georefseg-", dir=(outputs[0].parent if outputs else None)))
+            try:
+                emit({"event": "phase", "phase": "infer"})
+                raw = [workdir / f"probability_{i}.tif" for i in range(len(phrases))]
+                timer = BatchTimer()
+                skipped = self._blend(sc, grid, phrases, raw, timer, emit)
+                t_infer = time.perf_counter()
+                timings.update(model_s=timer.model_s, infer_s=t_infer - t_open)
+                emit({"event": "phase", "phase": "vectorize"})
+                # The COG is encoded (GDAL, outside the GIL) while the candidates are vectorised.
+                with ThreadPoolExecutor(1, thread_name_prefix="georefseg-cog") as pool:
+                    cog = None if prob is None else pool.submit(write_cog, raw[0], prob)
+                    # min_area_m2 and simplify_m shape the output, so they apply to the subject only.
+                    found: dict[str, list[Candidate]] = {
+                        phrase: extract_candidates(str(path), opts.threshold, opts.min_area_m2 if i == 0 else 0.0,
+                                                   opts.simplify_m if i == 0 else 0.0, sc.pixel_size_m())
+                        for i, (phrase, path) in enumerate(zip(phrases, raw, strict=True))}
+                    t_vec = time.perf_counter()
+                    emit({"event": "phase", "phase": "ground"})
+                    ranked = rank_candidates(found[phrases[0]], query, found, ~sc.transform, (sc.width, sc.height))
+                    features = _features(ranked, text, Path(sc.path).name, self.model_name, sc.crs)
+                    t_ground = time.perf_counter()
+                    emit({"event": "phase", "phase": "write"})
+                    if output is not None:
+                        write_vector(features, output)
+                    if cog is not None:
+                        cog.result()
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            t_end = time.perf_counter()
+            timings.update(vectorize_s=t_vec - t_infer, ground_s=t_ground - t_vec, write_s=t_end - t_ground,
+                           total_s=t_end - t_start)
+            info, reads = sc.describe(), sc.windows_read
+        return SegmentResult(
+            features=features, output=None if output is None else Path(output),
+            probability=None if prob is None else Path(prob), scene=info, model=self.model_name,
+            tiles=len(grid), tiles_skipped=skipped, windows_read=reads, options=opts,
+            grounding={"query": query.describe() if query.scene_level else None, "passes": phrases,
+                       "found": {p: len(c) for p, c in found.items()}},
+            timings={k: round(v, 3) for k, v in timings.items()})
+
+    def _blend(self, sc: Scene, grid: TileGrid, phrases: list[str], raw: list[Path], timer: BatchTimer,
+               emit: ProgressCallback) -> int:
+        """Run the model over every tile for all phrases and blend into ``raw`` (one raster per
+        phrase); returns the number of tiles skipped as nodata."""
+        stitcher = Stitcher(grid, [str(p) for p in raw], sc.crs, sc.transform)
+        skipped, complete = 0, False
+        try:
+            for done, res in enumerate(self._runner.run(sc, grid, phrases, self.batch_size, timer), 1):
+                stitcher.add(res.tile, res.logits, res.valid)
+                skipped += res.logits is None
+                emit({"event": "tiles", "done": done, "total": len(grid)})
+            complete = True
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        t_end = time.perf_counter()
-        info = sc.describe()
-    return SegmentResult(
-        features=features, output=None if output is None else Path(output),
-        probability=None if prob is None else Path(prob), scene=info, model=net.name,
-        tiles=len(grid), tiles_skipped=skipped,
-        grounding={"query": query.describe() if query.scene_level else None, "passes": phrases,
-                   "found": {p: len(c) for p, c in found.items()}},
-        timings={"model_s": round(timer.model_s, 3), "infer_s": round(t_infer - t_start, 3),
-                 "vectorize_write_s": round(t_end - t_infer, 3), "total_s": round(t_end - t_start, 3)})
+            stitcher.close(complete)
+        return skipped
+
+
+def segment(scene: str | Path, expression: str, output: str | Path | None = None, *,
+            prob: str | Path | None = None, model: str | Path | ReferringSegmenter = "tiny",
+            checkpoint: str | Path | None = None, device: str = "auto", scheduler=None, compile_model: bool = False,
+            overwrite: bool = False, progress: ProgressCallback | None = None, **options) -> SegmentResult:
+    """One scene, one expression, in one call: a :class:`Segmenter` used once.
+
+    ``options`` are the fields of :class:`SegmentOptions` (``bands``, ``tile_px``,
+    ``overlap_px``, ``batch_size``, ``threshold``, ``min_area_m2``, ``simplify_m``); the other
+    parameters are those of :class:`Segmenter` and :meth:`Segmenter.run`. To map several
+    scenes or expressions, hold one Segmenter instead: the model then loads once.
+    """
+    opts = SegmentOptions.from_dict(options)
+    text = validate_expression(expression)  # before a model loads: mistakes cost nothing
+    _check_outputs(scene, output, prob, overwrite)
+    with Segmenter(model, checkpoint, device=device, options=opts, scheduler=scheduler,
+                   compile_model=compile_model) as seg:
+        return seg.run(scene, text, output, prob=prob, overwrite=overwrite, progress=progress)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from georefseg import __version__
 from georefseg.errors import GeorefsegError, InputError, TrainingInterrupted
+from georefseg.progress import JsonLines, RichBar, Silent
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Referring segmentation of satellite scenes: an expression in, polygons on the map out.")
@@ -20,6 +24,19 @@ dataset_app = typer.Typer(no_args_is_help=True, help="Make datasets: synthetic s
 app.add_typer(dataset_app, name="dataset")
 out = Console()
 err = Console(stderr=True)
+_state: dict = {}  # the running command's JSON event stream, so that errors can join it
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"georefseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Referring segmentation of satellite scenes: an expression in, polygons on the map out."""
 
 
 def _progress(quiet: bool, what: str) -> Progress:
@@ -34,7 +51,22 @@ def _bands(value: str | None) -> list[int] | None:
     try:
         return [int(b) for b in value.split(",") if b.strip()]
     except ValueError as exc:
-        raise InputError(f"--bands {value!r}: give band numbers separated by commas, e.g. 3,2,1") from exc
+        raise InputError(f"{{param}} {value!r}: give band numbers separated by commas, e.g. 3,2,1",
+                         param="bands") from exc
+
+
+class ProgressMode(str, Enum):
+    auto = "auto"
+    json = "json"
+    none = "none"
+
+
+def _reporter(mode: ProgressMode, quiet: bool):
+    if mode == ProgressMode.json:
+        return JsonLines()
+    if quiet or mode == ProgressMode.none:
+        return Silent()
+    return RichBar(err)
 
 
 @app.command()
@@ -44,9 +76,10 @@ def segment(
     output: Annotated[Path, typer.Option("-o", "--output", help=".gpkg, .geojson, .shp or .parquet")] = Path(
         "result.gpkg"),
     prob: Annotated[Path | None, typer.Option(help="also write the probability raster (float32 COG)")] = None,
-    model: Annotated[str, typer.Option(help="model name (tiny, rmsin) or weights file")] = "tiny",
-    checkpoint: Annotated[Path | None, typer.Option(help="weights for --model")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+    model: Annotated[str, typer.Option(help="model name (see `georefseg models`), or a weights file or folder")
+                     ] = "tiny",
+    checkpoint: Annotated[Path | None, typer.Option(help="weights (file or folder) for --model")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
     bands: Annotated[str | None, typer.Option(help="bands, e.g. 3,2,1 (default: from colour interpretation)")] = None,
     tile: Annotated[int | None, typer.Option(help="tile size in pixels (default: the model's)")] = None,
     overlap: Annotated[int | None, typer.Option(help="pixels shared by neighbouring tiles (default: model's)")] = None,
@@ -55,34 +88,51 @@ def segment(
     min_area: Annotated[float, typer.Option(help="drop objects smaller than this many m²")] = 0.0,
     simplify: Annotated[float, typer.Option(help="simplify outlines to this tolerance in metres")] = 0.0,
     scheduler: Annotated[str | None, typer.Option(help="dask.distributed scheduler, e.g. tcp://head:8786")] = None,
+    compile_model: Annotated[bool, typer.Option("--compile", help=(
+        "compile the model first (about 40 s on a CPU, then ~1.5× faster per tile): for large scenes"))] = False,
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON document on stdout")] = False,
+    progress: Annotated[ProgressMode, typer.Option(
+        help="auto: a bar on a terminal; json: one JSON event per line on stderr; none")] = ProgressMode.auto,
     quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
 ) -> None:
-    """Find the object(s) EXPRESSION refers to in SCENE and write them as polygons."""
-    from georefseg.api import segment as run
+    """Find the object(s) EXPRESSION refers to in SCENE and write them as polygons.
 
-    bar = _progress(quiet, "segmenting")
-    task = bar.add_task("tiles", total=None, info="tiles")
+    Exit codes: 0 done (also when nothing matches), 2 a mistake in the input (one line on
+    stderr), 130 interrupted, 1 anything else.
+    """
+    from georefseg.api import Segmenter, SegmentOptions, validate_expression
 
-    def tick(done: int, total: int) -> None:
-        if done == 1:
-            bar.start()  # only once work has begun, so early errors print alone
-        bar.update(task, completed=done, total=total)
-
+    report = _reporter(progress, quiet)
+    _state["events"] = report if isinstance(report, JsonLines) else None
+    report({"event": "started", "scene": scene, "expression": expression, "output": str(output),
+            "probability": None if prob is None else str(prob), "model": model})
+    options = SegmentOptions(bands=_bands(bands), tile_px=tile, overlap_px=overlap, batch_size=batch_size,
+                             threshold=threshold, min_area_m2=min_area, simplify_m=simplify)
+    validate_expression(expression)  # a mistake costs no model load
     try:
-        result = run(scene, expression, output, prob=prob, model=model, checkpoint=checkpoint,
-                     device=device, bands=_bands(bands), tile=tile, overlap=overlap,
-                     batch_size=batch_size, threshold=threshold, min_area=min_area,
-                     simplify=simplify, scheduler=scheduler, overwrite=overwrite, progress=tick)
+        with Segmenter(model, checkpoint, device=device, options=options, scheduler=scheduler,
+                       compile_model=compile_model) as seg:
+            if seg.dashboard_link:
+                report({"event": "cluster", "dashboard": seg.dashboard_link})
+            result = seg.run(scene, expression, output, prob=prob, overwrite=overwrite, progress=report)
     finally:
-        bar.stop()
-    if quiet:
-        return
+        report.close()
+    summary = result.to_dict()
+    report({"event": "finished", "feature_count": summary["feature_count"], "output": summary["output"],
+            "probability": summary["probability"], "total_s": result.timings["total_s"]})
+    if as_json:
+        typer.echo(json.dumps(summary))
+    elif not quiet:
+        _print_summary(result, expression)
+
+
+def _print_summary(result, expression: str) -> None:
     feats = result.features
     passes = len(result.grounding.get("passes", [])) or 1
     out.print(f"[bold]{len(feats)}[/] candidate(s) for [italic]{expression.strip()}[/], best first, "
               f"in {result.timings['total_s']:.1f} s ({result.tiles} tiles"
-              + (f" × {passes} passes" if passes > 1 else "")
+              + (f", {passes} phrases in one pass" if passes > 1 else "")
               + f", {result.tiles_skipped} skipped as nodata, model {result.model})")
     grounding = result.grounding
     if grounding.get("query"):
@@ -107,6 +157,7 @@ def segment(
 def info(
     scene: Annotated[str, typer.Argument(help="GeoTIFF, COG or VRT")],
     model: Annotated[str, typer.Option(help="model whose tiling to count")] = "tiny",
+    checkpoint: Annotated[Path | None, typer.Option(help="weights for --model (their tiling)")] = None,
     tile: Annotated[int | None, typer.Option(help="tile size in pixels")] = None,
     overlap: Annotated[int | None, typer.Option(help="overlap in pixels")] = None,
     bands: Annotated[str | None, typer.Option(help="bands to use, e.g. 3,2,1")] = None,
@@ -117,14 +168,14 @@ def info(
     from georefseg.raster import Scene
     from georefseg.tiling import TileGrid
 
+    default_tile, default_overlap = tiling_defaults(model, checkpoint)
     with Scene(scene, _bands(bands)) as sc:
         d = sc.describe()
-        default_tile, default_overlap = tiling_defaults(model)
         grid = TileGrid(sc.width, sc.height, tile or default_tile,
                         default_overlap if overlap is None else overlap)
         d["tiles"] = {"model": model, "tile": grid.tile, "overlap": grid.overlap, "count": len(grid)}
     if as_json:
-        out.print_json(json.dumps(d))
+        typer.echo(json.dumps(d))
         return
     out.print(f"[bold]{d['path']}[/] ({d['driver']})")
     out.print(f"size        {d['width']} × {d['height']} px, {d['bands']} band(s) of {d['dtype']}; "
@@ -139,13 +190,16 @@ def info(
 
 
 @app.command()
-def models() -> None:
+def models(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """List the models georefseg can run and what each needs."""
-    from georefseg.models.registry import MODELS
+    from georefseg.models import list_models
 
+    if as_json:
+        typer.echo(json.dumps(list_models()))
+        return
     table = Table("name", "what it is", "needs")
-    for m in MODELS.values():
-        table.add_row(m.name, m.summary, m.needs)
+    for m in list_models():
+        table.add_row(m["name"], m["summary"], m["needs"])
     out.print(table)
 
 
@@ -286,19 +340,59 @@ def evaluate(
     typer.echo(markdown_table(metrics, f"{metrics['model']} on {data} ({split}{how})"))
 
 
-def main() -> None:
-    """Console entry point: user mistakes become one line on stderr and exit code 2."""
+# How the CLI names the library's parameters, where the flag is not just --name-with-dashes.
+FLAGS = {"output": "-o/--output", "compile_model": "--compile", "tile_px": "--tile", "overlap_px": "--overlap",
+         "min_area_m2": "--min-area", "simplify_m": "--simplify", "expression": "EXPRESSION", "scene": "SCENE",
+         "out_dir": "-o/--out"}
+
+
+def flag(param: str) -> str:
+    """The CLI's name for a library parameter."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def _fail(message: str, code: int) -> int:
+    events = _state.get("events")
+    if events is not None:  # a program reads stderr: the error is one more JSON line
+        events({"event": "error", "message": message, "exit_code": code})
+    else:
+        err.print(message, highlight=False, soft_wrap=True, markup=False)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit code: 0 done,
+    2 a user's mistake (one line on stderr, no traceback), 130 interrupted (Ctrl-C or SIGTERM;
+    no output is left), 1 anything else."""
+    _state.clear()
     try:
-        app()  # click handles its own usage errors (exit 2 with a usage line)
-    except TrainingInterrupted as exc:
-        err.print(str(exc), highlight=False, soft_wrap=True)
-        sys.exit(130)
+        app(args=argv, standalone_mode=False)
+        return 0
     except GeorefsegError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted: no output was written")
-        sys.exit(130)
+        message = exc.render(None if exc.param is None else flag(exc.param))
+        interrupted = isinstance(exc, TrainingInterrupted)
+        return _fail(message if interrupted else f"error: {message}", 130 if interrupted else 2)
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("interrupted: no output was written", 130)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: the parser's own message, exit 2
+        exc.show()
+        return getattr(exc, "exit_code", 2)
+    except Exception as exc:
+        if _state.get("events") is None:
+            raise  # a bug: the traceback is what a report needs (exit 1)
+        return _fail(f"error: unexpected {type(exc).__name__}: {exc}", 1)
+
+
+def main() -> None:
+    """Console entry point; see :func:`run` for the exit codes."""
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill unwinds like Ctrl-C: temporary files removed
+    sys.exit(run())
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -1,23 +1,63 @@
-"""Errors that describe a user's mistake: the CLI prints them as one line, without a traceback."""
+"""Errors that describe a caller's mistake: one line that names the problem and the fix.
+
+Each class also derives from the builtin a Python caller would catch (``ValueError``,
+``FileNotFoundError``, ``FileExistsError``, ``ConnectionError``), as rasterio's errors do.
+
+A message that is about one parameter writes it as ``{param}`` and names it in ``param``: the
+library shows the Python name (``threshold``), and the CLI shows its own flag
+(``--threshold``) through :meth:`GeorefsegError.render`, so each caller reads the words it
+typed.
+"""
+
+from __future__ import annotations
 
 
 class GeorefsegError(Exception):
-    """A problem the user can fix; the message names it and says how."""
+    """A problem the caller can fix; the message names it and says how."""
+
+    def __init__(self, message: str, param: str | None = None):
+        self.template, self.param = message, param
+        super().__init__(self.render())
+
+    def render(self, name: str | None = None) -> str:
+        """The message with the parameter called ``name`` (default: its Python name)."""
+        if self.param is None:
+            return self.template
+        return self.template.replace("{param}", name or self.param)
+
+    def __reduce__(self):  # errors raised on Dask workers travel back pickled
+        return type(self), (self.template, self.param)
 
 
-class InputError(GeorefsegError):
+class InputError(GeorefsegError, ValueError):
     """A bad scene, expression, band selection or option."""
 
 
-class OutputError(GeorefsegError):
-    """An output that cannot be written (unknown format, unwritable folder, existing file)."""
+class InputNotFoundError(InputError, FileNotFoundError):
+    """A scene or other input file that does not exist."""
 
 
-class ModelError(GeorefsegError):
-    """A model that cannot be built or loaded (unknown name, missing or mismatched weights)."""
+class SchedulerError(InputError, ConnectionError):
+    """A Dask scheduler that cannot be reached."""
 
 
-class DatasetError(GeorefsegError):
+class OutputError(GeorefsegError, ValueError):
+    """An output that cannot be written (unknown format, unwritable folder)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """An output that exists and may not be replaced."""
+
+
+class ModelError(GeorefsegError, ValueError):
+    """A model that cannot be built or loaded (unknown name, mismatched weights)."""
+
+
+class WeightsNotFoundError(ModelError, FileNotFoundError):
+    """A weights file or folder that does not exist."""
+
+
+class DatasetError(GeorefsegError, ValueError):
     """A dataset folder in the wrong layout, or files that do not fit together."""
 
 

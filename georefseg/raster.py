@@ -22,7 +22,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from georefseg.errors import InputError
+from georefseg.errors import InputError, InputNotFoundError
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 _STAT_SIDE = 1024  # side of the decimated view that statistics come from (overviews or small scenes)
@@ -49,7 +49,7 @@ class Scene:
         self.path = str(path)
         p = Path(self.path)
         if "://" not in self.path and not self.path.startswith("/vsi") and not p.exists():
-            raise InputError(f"scene {self.path} does not exist: check the path")
+            raise InputNotFoundError(f"scene {self.path} does not exist: check the path")
         if p.is_dir():
             raise InputError(f"{self.path} is a folder, not a raster: give a GeoTIFF, COG or VRT file")
         try:
@@ -79,8 +79,9 @@ class Scene:
             raise InputError(f"{self.path} has pixels of type {self.dtype}, which georefseg does not "
                              f"read: convert to one of {', '.join(SUPPORTED_DTYPES)}")
         self.bands = self._choose_bands(bands)
-        self._local = threading.local()
+        self._local, self._count_lock = threading.local(), threading.Lock()
         self.stats = self._compute_stats()
+        self.windows_read = 0  # model inputs read: how often the engine went to the pixels
 
     # ------------------------------------------------------------------ bands
 
@@ -90,8 +91,8 @@ class Scene:
             if bad:
                 raise InputError(f"band {bad[0]} is out of range: {self.path} has bands 1 to {self.count}")
             if len(bands) not in (1, 3):
-                raise InputError(f"--bands takes 1 or 3 band numbers (got {len(bands)}): "
-                                 "the model sees red, green, blue, or one grey band")
+                raise InputError(f"{{param}} takes 1 or 3 band numbers (got {len(bands)}): "
+                                 "the model sees red, green, blue, or one grey band", param="bands")
             return list(bands)
         ci = self.colorinterp
         rgb = [ci.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue) if c in ci]
@@ -139,11 +140,11 @@ class Scene:
 
     def __getstate__(self) -> dict:
         # Open handles stay behind; a copy (e.g. on a Dask worker) opens its own.
-        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_local", "_count_lock")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._local = threading.local()
+        self._local, self._count_lock = threading.local(), threading.Lock()
 
     def close(self) -> None:
         ds = getattr(self._local, "ds", None)
@@ -190,6 +191,8 @@ class Scene:
         A window without a valid pixel returns ``None`` for the input: its bands are never
         read. Invalid pixels get the scene's typical value so the model sees no false edges.
         """
+        with self._count_lock:
+            self.windows_read += 1
         valid = self.read_mask(window)
         if not valid.any():
             return None, valid

@@ -1,12 +1,16 @@
 """Running a model over a TileGrid: windows read in parallel with Dask, batched to the model.
 
+Every tile is read and normalised once and answers all the run's phrases (the subject and
+its anchors) in one model call: results carry K logit maps, one per phrase.
+
 Two runners share one per-batch function (read → normalise → model → logits):
 - ``LocalRunner``: Dask's threaded scheduler reads the windows of the next batches while the
   model (CPU or GPU, driven by one thread) works on the current one.
-- ``DistributedRunner``: each batch is a task on a ``dask.distributed`` cluster; workers
-  build the model once from its spec (name + checkpoint path, which must be readable on the
-  workers) and return logits. At most a few batches per worker are in flight, so memory
-  stays bounded on both sides.
+- ``DistributedRunner``: each batch is a task on a ``dask.distributed`` cluster, over one
+  Client that its owner keeps for many scenes. Workers hold the model once: built from its
+  :class:`ModelSpec` (name + weights path, which must be readable on the workers) or, for a
+  model object, scattered once to every worker. At most a few batches per worker are in
+  flight, so memory stays bounded on both sides.
 
 Both yield ``TileResult`` in whatever order results arrive; the Stitcher accepts any order.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import dask
@@ -24,6 +28,8 @@ import numpy as np
 import torch
 
 from georefseg.models.base import ReferringSegmenter, TextBatch
+from georefseg.models.device import compile_for_inference
+from georefseg.models.registry import load_model
 from georefseg.raster import Scene
 from georefseg.tiling import Tile, TileGrid
 
@@ -31,13 +37,13 @@ from georefseg.tiling import Tile, TileGrid
 @dataclass
 class TileResult:
     tile: Tile
-    logits: np.ndarray | None  # h×w float32 referring log-odds; None when the tile was skipped
+    logits: np.ndarray | None  # K×h×w float32 referring log-odds; None when the tile was skipped
     valid: np.ndarray | None
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How a worker process rebuilds the model: ``load_model(name, checkpoint, device)``."""
+    """How a worker process builds the model: ``load_model(name, checkpoint, device)``."""
 
     name: str
     checkpoint: str | None = None
@@ -56,17 +62,16 @@ def read_tile(scene: Scene, tile: Tile, size: int) -> tuple[np.ndarray, np.ndarr
     return image, valid
 
 
-def predict_batch(model: ReferringSegmenter, images: np.ndarray, text: TextBatch) -> np.ndarray:
-    """Referring log-odds (B×H×W float32) for a batch of normalised tiles."""
+def predict_batch(model: ReferringSegmenter, images: np.ndarray, phrases: TextBatch) -> np.ndarray:
+    """Referring log-odds (B×K×H×W float32) of K phrases for a batch of normalised tiles."""
     device = model.device
     x = torch.from_numpy(images).to(device, non_blocking=True)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                 enabled=device.type == "cuda"):
-        out = model.segment(x, text.repeat_to(len(x)).to(device))
-        logits = out.referring_logits().float()
-    return logits[:, 0].cpu().numpy()
+        logits = model.segment_phrases(x, phrases.to(device)).float()
+    return logits.cpu().numpy()
 
 
 class BatchTimer:
@@ -84,7 +89,7 @@ def _results(tiles: list[Tile], reads: list, logits: np.ndarray | None) -> list[
             out.append(TileResult(tile, None, None))
             continue
         h, w = read[1].shape
-        out.append(TileResult(tile, logits[j, :h, :w], read[1]))
+        out.append(TileResult(tile, logits[j, :, :h, :w], read[1]))
         j += 1
     return out
 
@@ -103,11 +108,12 @@ def _batches(grid: TileGrid, batch_size: int) -> Iterator[list[Tile]]:
 class LocalRunner:
     """Threaded Dask reads, prefetched ``prefetch`` batches ahead of the model."""
 
-    def __init__(self, read_threads: int = 2, prefetch: int = 2):
-        self.read_threads, self.prefetch = read_threads, prefetch
+    def __init__(self, model: ReferringSegmenter, read_threads: int = 2, prefetch: int = 2):
+        self.model, self.read_threads, self.prefetch = model, read_threads, prefetch
 
-    def run(self, scene: Scene, grid: TileGrid, model: ReferringSegmenter, text: TextBatch,
-            batch_size: int, timer: BatchTimer) -> Iterator[TileResult]:
+    def run(self, scene: Scene, grid: TileGrid, phrases: Sequence[str], batch_size: int,
+            timer: BatchTimer) -> Iterator[TileResult]:
+        text = self.model.encode_text(list(phrases))  # once per run, not per batch
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
@@ -139,7 +145,7 @@ class LocalRunner:
                 logits = None
                 if images:
                     t0 = time.perf_counter()
-                    logits = predict_batch(model, np.stack(images), text)
+                    logits = predict_batch(self.model, np.stack(images), text)
                     timer.model_s += time.perf_counter() - t0
                     timer.batches += 1
                 yield from _results(tiles, list(reads), logits)
@@ -150,51 +156,52 @@ class LocalRunner:
 
 # ----------------------------------------------------------------------------- distributed
 
-_WORKER_MODELS: dict[ModelSpec, ReferringSegmenter] = {}
+_WORKER_MODELS: dict[ModelSpec | int, ReferringSegmenter] = {}
+_WORKER_TEXT: dict[tuple[int, tuple[str, ...]], TextBatch] = {}
 _WORKER_LOCK = threading.Lock()
 
 
-def _worker_batch(scene: Scene, tiles: list[Tile], size: int, spec: ModelSpec,
-                  expression: str) -> tuple[list[Tile], list, np.ndarray | None, float]:
-    """Runs on a Dask worker: read, normalise and infer one batch."""
-    from georefseg.models.registry import load_model
+def _worker_model(model: ModelSpec | ReferringSegmenter, compile_model: bool) -> ReferringSegmenter:
+    """The worker's model, prepared once: built from a spec, or the scattered object itself;
+    compiled on first use when asked."""
+    key = model if isinstance(model, ModelSpec) else id(model)
+    if key not in _WORKER_MODELS:
+        if isinstance(model, ModelSpec):
+            model = load_model(model.name, model.checkpoint, model.device)
+        _WORKER_MODELS[key] = compile_for_inference(model) if compile_model else model
+    return _WORKER_MODELS[key]
 
-    with _WORKER_LOCK:  # one model per worker process, built on first use
-        if spec not in _WORKER_MODELS:
-            _WORKER_MODELS[spec] = load_model(spec.name, spec.checkpoint, spec.device)
-        model = _WORKER_MODELS[spec]
+
+def _worker_batch(scene: Scene, tiles: list[Tile], size: int, model_ref: ModelSpec | ReferringSegmenter,
+                  compile_model: bool, phrases: tuple[str, ...]) -> tuple[list[Tile], list, np.ndarray | None, float]:
+    """Runs on a Dask worker: read, normalise and infer one batch for every phrase."""
     reads = [read_tile(scene, t, size) for t in tiles]
     images = [r[0] for r in reads if r is not None]
     logits, took = None, 0.0
     if images:
-        t0 = time.perf_counter()
         with _WORKER_LOCK:  # threads of one worker share the model: one batch at a time
-            logits = predict_batch(model, np.stack(images), model.encode_text([expression]))
-        took = time.perf_counter() - t0
+            model = _worker_model(model_ref, compile_model)
+            key = (id(model), phrases)
+            if key not in _WORKER_TEXT:
+                _WORKER_TEXT[key] = model.encode_text(list(phrases))
+            t0 = time.perf_counter()
+            logits = predict_batch(model, np.stack(images), _WORKER_TEXT[key])
+            took = time.perf_counter() - t0
     scene.close()
     # Only what the stitcher needs travels back: masks as bool, logits cropped per tile.
     return tiles, [None if r is None else (None, r[1]) for r in reads], logits, took
 
 
 class DistributedRunner:
-    """Batches as tasks on a ``dask.distributed`` scheduler at ``address``."""
+    """Batches as tasks on the cluster behind ``client`` (which its caller owns and closes)."""
 
-    def __init__(self, address: str, spec: ModelSpec, in_flight_per_worker: int = 2):
-        from distributed import Client
+    def __init__(self, client, model: ModelSpec | ReferringSegmenter, compile_model: bool = False,
+                 in_flight_per_worker: int = 2):
+        self.client, self.compile_model, self.in_flight_per_worker = client, compile_model, in_flight_per_worker
+        # A model object travels to every worker once, for all the scenes this runner serves.
+        self.model_ref = model if isinstance(model, ModelSpec) else client.scatter(model, broadcast=True)
 
-        from georefseg.errors import InputError
-
-        try:
-            self.client = Client(address, timeout="10s", set_as_default=False)
-        except OSError as exc:
-            raise InputError(f"cannot reach the Dask scheduler at {address} ({exc}): start one with "
-                             "`dask scheduler` or check the address") from exc
-        self.spec, self.in_flight_per_worker = spec, in_flight_per_worker
-
-    def close(self) -> None:
-        self.client.close()
-
-    def run(self, scene: Scene, grid: TileGrid, expression: str, batch_size: int,
+    def run(self, scene: Scene, grid: TileGrid, phrases: Sequence[str], batch_size: int,
             timer: BatchTimer) -> Iterator[TileResult]:
         from distributed import as_completed
 
@@ -202,10 +209,11 @@ class DistributedRunner:
         limit = workers * self.in_flight_per_worker
         batches = _batches(grid, batch_size)
         scene_f = self.client.scatter(scene, broadcast=True)
+        key = tuple(phrases)
 
         def submit(tiles: list[Tile]):
-            return self.client.submit(_worker_batch, scene_f, tiles, grid.tile, self.spec, expression,
-                                      pure=False)
+            return self.client.submit(_worker_batch, scene_f, tiles, grid.tile, self.model_ref, self.compile_model,
+                                      key, pure=False)
 
         first = []
         for tiles in batches:

@@ -21,6 +21,8 @@ from rasterio.windows import Window
 
 from georefseg.errors import InputError
 
+MIN_TILE, MAX_TILE = 32, 4096  # pixels; a 4096² tile already needs GBs of activations
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -35,6 +37,15 @@ class Tile:
     def transform(self, scene_transform: Affine) -> Affine:
         """Geotransform of this tile's pixels."""
         return scene_transform @ Affine.translation(self.window.col_off, self.window.row_off)
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    """Refuse tile and overlap sizes (pixels) no run can use; errors name ``tile_px``/``overlap_px``."""
+    if not MIN_TILE <= tile <= MAX_TILE:
+        raise InputError(f"{{param}} {tile} is out of range: use {MIN_TILE} to {MAX_TILE} pixels", param="tile_px")
+    if not 0 <= overlap < tile // 2:
+        raise InputError(f"{{param}} {overlap} must be at least 0 and less than half the tile ({tile // 2} px)",
+                         param="overlap_px")
 
 
 def _offsets(size: int, tile: int, step: int) -> list[int]:
@@ -59,13 +70,20 @@ def _ramp(length: int, overlap: int, start_on_border: bool, end_on_border: bool)
 
 
 class TileGrid:
-    """Overlapping tiles covering a ``width``×``height`` scene."""
+    """Overlapping tiles covering a scene.
+
+    Parameters
+    ----------
+    width, height
+        Scene size in pixels.
+    tile
+        Tile side in pixels (32 to 4096).
+    overlap
+        Pixels that neighbouring tiles share (0 to less than half a tile).
+    """
 
     def __init__(self, width: int, height: int, tile: int, overlap: int):
-        if tile < 32:
-            raise InputError(f"--tile {tile} is too small: use at least 32 pixels")
-        if not 0 <= overlap < tile // 2:
-            raise InputError(f"--overlap {overlap} must be at least 0 and less than half the tile ({tile // 2})")
+        check_tiling(tile, overlap)
         self.width, self.height, self.tile, self.overlap = width, height, tile, overlap
         self.step = tile - overlap
         self.cols = _offsets(width, tile, self.step)

@@ -23,11 +23,11 @@ from torch.utils.data import DataLoader, Sampler
 
 from georefseg.data.samples import ReferringDataset, collate
 from georefseg.data.synth import SyntheticStream
-from georefseg.errors import DatasetError, GeorefsegError, TrainingInterrupted
+from georefseg.errors import DatasetError, TrainingInterrupted
 from georefseg.evaluate import evaluate
 from georefseg.models.base import TextBatch, load_state_strict
-from georefseg.models.registry import resolve_device, save_tiny
-from georefseg.models.tiny import TEXT_PREFIX, TinyConfig, TinyRefSeg
+from georefseg.models.device import resolve_device
+from georefseg.models.tiny import TEXT_PREFIX, TinyConfig, TinyRefSeg, save_tiny
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _stream_seed(data: str) -> int | None:
     try:
         return int(data.split(":", 1)[1])
     except ValueError as exc:
-        raise GeorefsegError(f"--data {data!r}: write synth:SEED with an integer seed") from exc
+        raise DatasetError(f"{{param}} {data!r}: write synth:SEED with an integer seed", param="data") from exc
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -160,7 +160,7 @@ def train(cfg: TrainConfig, resume: bool = False,
             raise DatasetError(f"{cfg.data} has no samples in its train split")
     else:
         if not cfg.max_steps:
-            raise GeorefsegError("training on a synthetic stream needs --max-steps")
+            raise DatasetError("training on a synthetic stream needs {param}", param="max_steps")
         val_set = [s for s in open_dataset(cfg.val_data) if s.split == "val"][: cfg.val_limit] \
             if cfg.val_data else []
 
@@ -180,7 +180,7 @@ def train(cfg: TrainConfig, resume: bool = False,
         steps_per_epoch = len(dataset) // cfg.batch_size
         if steps_per_epoch == 0:
             raise DatasetError(f"the train split has {len(dataset)} samples, fewer than one batch "
-                               f"of {cfg.batch_size}: lower --batch-size")
+                               f"of {cfg.batch_size}: lower {{param}}", param="batch_size")
     else:
         steps_per_epoch = cfg.max_steps
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
@@ -262,7 +262,7 @@ def train(cfg: TrainConfig, resume: bool = False,
     except KeyboardInterrupt as exc:
         checkpoint()
         raise TrainingInterrupted(f"interrupted at step {state.step}/{total}; {last} holds the "
-                                  "state: run the same command with --resume to go on") from exc
+                                  "state: run the same command with {param} to go on", param="resume") from exc
     if not state.history or "val" not in state.history[-1]:
         validate()
     if not (out / "best.safetensors").exists():

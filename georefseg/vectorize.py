@@ -20,7 +20,6 @@ from rasterio.features import shapes
 from rasterio.windows import Window
 from scipy import ndimage
 from shapely import affinity
-from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 
@@ -44,22 +43,33 @@ class _Piece:
     touches_seam: bool
 
 
+def _polygon(rings: list) -> BaseGeometry:
+    """A polygon from GeoJSON rings, built by shapely's array functions (shapely.geometry.shape
+    walks every vertex in Python: most of the vectorising time on large scenes)."""
+    shell, *holes = (shapely.linearrings(np.asarray(r, dtype=np.float64)) for r in rings)
+    return shapely.polygons(shell, holes or None)
+
+
 def _strip_pieces(prob: np.ndarray, row0: int, threshold: float, seams: tuple[bool, bool]) -> list[_Piece]:
     mask = np.nan_to_num(prob, nan=0.0) >= threshold
     if not mask.any():
         return []
     labels, n = ndimage.label(mask)
-    idx = np.arange(1, n + 1)
-    sums = ndimage.sum_labels(prob, labels, idx)
-    peaks = ndimage.maximum(prob, labels, idx)
-    counts = ndimage.sum_labels(mask, labels, idx)
+    # Per-label sums, counts and peaks over the masked pixels only, with bincount and
+    # maximum.at: several times faster than ndimage's per-label reductions on large strips.
+    lab, val = labels[mask], prob[mask].astype(np.float64)
+    sums = np.bincount(lab, weights=val, minlength=n + 1)[1:]
+    counts = np.bincount(lab, minlength=n + 1)[1:]
+    peaks = np.zeros(n + 1)
+    np.maximum.at(peaks, lab, val)
+    peaks = peaks[1:]
     top_labels = set(np.unique(labels[0])) if seams[0] else set()
     bottom_labels = set(np.unique(labels[-1])) if seams[1] else set()
     pieces = []
     for geom, value in shapes(labels.astype(np.int32), mask=mask, connectivity=4,
                               transform=Affine.translation(0, row0)):
         k = int(value)
-        pieces.append(_Piece(shape(geom), float(sums[k - 1]), float(peaks[k - 1]), int(counts[k - 1]),
+        pieces.append(_Piece(_polygon(geom["coordinates"]), float(sums[k - 1]), float(peaks[k - 1]), int(counts[k - 1]),
                              k in top_labels or k in bottom_labels))
     return pieces
 
@@ -112,7 +122,28 @@ def extract_candidates(prob_path: str, threshold: float = 0.5, min_area_m2: floa
                        strip_rows: int | None = None) -> list[Candidate]:
     """Connected regions of ``prob ≥ threshold`` as polygons in the raster's CRS.
 
-    Strips hold at most about 4 million pixels unless ``strip_rows`` says otherwise.
+    Parameters
+    ----------
+    prob_path
+        A probability raster (float32, 0–1, NaN for nodata) on the scene's grid.
+    threshold
+        Probability (0–1) from which a pixel belongs to a region.
+    min_area_m2
+        Regions whose ground area is below this many m² are dropped (geodesic area for
+        geographic CRSs).
+    simplify_m
+        Outline simplification tolerance in metres on the ground (0: exact pixel edges;
+        topology, holes included, is preserved).
+    pixel_size_m
+        Ground size of one pixel (x, y) in metres, which converts ``simplify_m`` to pixels.
+    strip_rows
+        Rows read and labelled at once (pixels); by default strips hold about 4 million
+        pixels, so memory does not grow with the scene.
+
+    Returns
+    -------
+    list of Candidate
+        One per region, with its mean and peak probability, pixel count and area in m².
     """
     with rasterio.open(prob_path) as src:
         crs, transform, height, width = CRS.from_user_input(src.crs), src.transform, src.height, src.width

@@ -24,11 +24,30 @@ def real_scenes() -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A small, randomly initialised tiny model saved the way `georefseg train` saves one."""
-    from georefseg.models.registry import save_tiny
-    from georefseg.models.tiny import TinyConfig, TinyRefSeg
+    from georefseg.models.tiny import TinyConfig, TinyRefSeg, save_tiny
 
     torch.manual_seed(0)
     model = TinyRefSeg(TinyConfig(widths=[8, 16, 32, 48], blocks=[1, 1, 1, 1], tile_size=256, min_overlap=32))
     path = tmp_path_factory.mktemp("weights") / "tiny_test.safetensors"
     save_tiny(model, path)
     return path
+
+
+SAMPLE = HERE.parent / "sample_data"
+
+
+@pytest.fixture(scope="session")
+def shipped_segmenter():
+    """One Segmenter with the shipped default model, shared by every test that maps the sample scene."""
+    from georefseg.api import Segmenter
+
+    with Segmenter("tiny", device="cpu") as seg:
+        yield seg
+
+
+@pytest.fixture(scope="session")
+def readme_run(shipped_segmenter, tmp_path_factory):
+    """The README's first command, run once: the sample scene, its expression, both outputs."""
+    out = tmp_path_factory.mktemp("readme")
+    return shipped_segmenter.run(SAMPLE / "scene.tif", "the large storage tank near the river",
+                                 out / "tanks.gpkg", prob=out / "tanks_prob.tif")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import geopandas as gpd
 import numpy as np
 import pyogrio
@@ -12,8 +14,10 @@ from fixtures import ColourModel, scene_with_square, write_scene
 from pyproj import CRS, Transformer
 from shapely.geometry import box
 
-from georefseg.api import segment
+from georefseg.api import Segmenter, SegmentOptions, segment
 from georefseg.errors import InputError, OutputError
+from georefseg.models.base import Backend
+from georefseg.models.registry import BACKENDS
 
 UTM = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
 
@@ -148,3 +152,92 @@ def test_bad_arguments(utm_scene, tmp_path):
         segment(utm_scene, "red", tmp_path / "o.gpkg", prob=tmp_path / "p.png", model=ColourModel())
     with pytest.raises(InputError, match="threshold"):
         segment(utm_scene, "red", tmp_path / "o.gpkg", threshold=1.5, model=ColourModel())
+
+
+def _counting_backend(loads: list) -> Backend:
+    """A real backend entry (found by name in the table) whose loads are counted."""
+    def load(weights):
+        loads.append(weights)
+        return ColourModel()
+
+    return Backend("counting", "ColourModel, counted", "nothing", find=lambda path: None, load=load,
+                   tiling=lambda weights: (128, 32))
+
+
+def test_one_segmenter_maps_two_scenes_and_expressions_loading_the_model_once(utm_scene, tmp_path, monkeypatch):
+    loads: list = []
+    monkeypatch.setitem(BACKENDS, "counting", _counting_backend(loads))
+    other = write_scene(tmp_path / "other.tif", scene_with_square(200, 260, (20, 60, 200, 240)), "EPSG:32633",
+                        Affine(1, 0, 300000, 0, -1, 5000000))
+    with Segmenter("counting", device="cpu") as seg:
+        first = seg.run(utm_scene, "the red roof", tmp_path / "a.gpkg")
+        second = seg.run(other, "the largest red roof", tmp_path / "b.gpkg")
+    assert len(loads) == 1
+    assert first.features.geometry.iloc[0].symmetric_difference(box(500025, 3999930, 500065, 3999950)).area < 1e-6
+    # 40 × 40 px at 1 m: cols 200–240, rows 20–60
+    assert gpd.read_file(tmp_path / "b.gpkg").geometry.iloc[0].equals(box(300200, 4999940, 300240, 4999980))
+    assert second.model == first.model == "colour-fixture"
+
+
+def test_options_are_frozen_hashable_and_json(tmp_path):
+    opts = SegmentOptions(bands=[3, 2, 1], tile_px=256, overlap_px=32, threshold=0.4, min_area_m2=5.0)
+    assert opts.bands == (3, 2, 1) and hash(opts) == hash(SegmentOptions.from_dict(opts.to_dict()))
+    assert SegmentOptions.from_dict(json.loads(json.dumps(opts.to_dict()))) == opts
+    with pytest.raises(AttributeError):
+        opts.threshold = 0.9
+    with pytest.raises(InputError, match="unknown option.*min_area.*known are bands"):
+        SegmentOptions.from_dict({"min_area": 5})
+
+
+@pytest.mark.parametrize("kwargs, param, words", [
+    ({"threshold": 1.5}, "threshold", "threshold 1.5 must lie between 0 and 1"),
+    ({"batch_size": 0}, "batch_size", "batch_size 0 must be at least 1"),
+    ({"min_area_m2": -1}, "min_area_m2", "min_area_m2 -1 must be 0 or more"),
+    ({"tile_px": 0}, "tile_px", "tile_px 0 is out of range"),
+    ({"tile_px": 100_000}, "tile_px", "tile_px 100000 is out of range"),
+    ({"tile_px": 128, "overlap_px": 64}, "overlap_px", "overlap_px 64 must be"),
+])
+def test_option_errors_name_the_parameter(kwargs, param, words):
+    with pytest.raises(InputError) as err:
+        SegmentOptions(**kwargs)
+    assert isinstance(err.value, ValueError) and err.value.param == param
+    assert str(err.value).startswith(words) and "--" not in str(err.value)
+
+
+def test_error_classes_are_also_builtins(utm_scene, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        segment(tmp_path / "missing.tif", "red", model=ColourModel())
+    (tmp_path / "o.gpkg").write_bytes(b"x")
+    with pytest.raises(FileExistsError):
+        segment(utm_scene, "red", tmp_path / "o.gpkg", model=ColourModel())
+    with pytest.raises(ConnectionError):
+        segment(utm_scene, "red", model=ColourModel(), scheduler="not an address")
+    with pytest.raises(ValueError):
+        segment(utm_scene, "", model=ColourModel())
+
+
+def test_the_input_scene_is_never_an_output(utm_scene):
+    before = utm_scene.read_bytes()
+    with pytest.raises(OutputError, match="prob .* is the input scene"):
+        segment(utm_scene, "red", prob=utm_scene, overwrite=True, model=ColourModel())
+    assert utm_scene.read_bytes() == before
+
+
+def test_result_as_json_matches_the_written_layer(utm_scene, tmp_path):
+    res = segment(utm_scene, "the red roof", tmp_path / "o.gpkg", model=ColourModel())
+    doc = json.loads(json.dumps(res.to_dict()))
+    written = gpd.read_file(tmp_path / "o.gpkg")
+    assert doc["feature_count"] == len(written) == 1 and doc["crs"] == "EPSG:32633"
+    (feat,) = doc["features"]
+    assert feat["area_m2"] == pytest.approx(written["area_m2"].iloc[0]) == pytest.approx(800.0)
+    assert feat["bounds"] == pytest.approx(list(written.geometry.iloc[0].bounds))
+    assert doc["windows_read"] == doc["tiles"] == 12 and doc["options"]["threshold"] == 0.5
+
+
+def test_compiled_model_gives_the_eager_result(utm_scene, tmp_path):
+    eager = segment(utm_scene, "red", prob=tmp_path / "eager.tif", model=ColourModel())
+    with Segmenter(ColourModel(), compile_model=True) as seg:
+        compiled = seg.run(utm_scene, "red", prob=tmp_path / "compiled.tif")
+    with rasterio.open(tmp_path / "eager.tif") as a, rasterio.open(tmp_path / "compiled.tif") as b:
+        assert np.abs(a.read(1) - b.read(1)).max() < 1e-5
+    assert compiled.features.geometry.iloc[0].equals(eager.features.geometry.iloc[0])

@@ -1,4 +1,9 @@
-"""The `georefseg` command as a user runs it: exit codes, one-line errors, outputs."""
+"""The `georefseg` command: the JSON protocol programs drive it by, exit codes, one-line errors.
+
+Bad inputs are checked in-process through ``cli.run`` (the same function the console script
+calls); one subprocess run checks the protocol end to end, one the exit code and stderr of
+a mistake as a shell sees them.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import rasterio
 from affine import Affine
 from fixtures import scene_with_square, write_scene
 
+from georefseg import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "scene.tif"
 
@@ -25,6 +32,12 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd, env=env, timeout=600)
 
 
+def run_here(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.run(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     img = scene_with_square(200, 300, (50, 90, 100, 160))
@@ -32,37 +45,77 @@ def scene(tmp_path_factory):
                        Affine(1, 0, 300000, 0, -1, 5000000))
 
 
-def test_segment_writes_outputs_and_summary(tmp_path, tiny_weights):
-    r = run("segment", str(SAMPLE), "the large storage tank near the river", "-o", str(tmp_path / "o.gpkg"),
-            "--prob", str(tmp_path / "p.tif"), "--model", str(tiny_weights), "--device", "cpu")
+def test_json_result_and_progress_events_in_a_subprocess(tmp_path, tiny_weights, scene):
+    """What the QGIS plugin reads: one JSON document on stdout, one JSON event per line on stderr."""
+    out, prob = tmp_path / "o.gpkg", tmp_path / "p.tif"
+    r = run("segment", str(scene), "the large red roof near the river", "-o", str(out), "--prob", str(prob),
+            "--model", str(tiny_weights), "--device", "cpu", "--tile", "128", "--overlap", "32",
+            "--threshold", "0.3", "--json", "--progress", "json")
     assert r.returncode == 0, r.stderr
-    assert "candidate(s) for" in r.stdout and "× 2 passes" in r.stdout and str(tmp_path / "o.gpkg") in r.stdout
-    assert "judged over the whole scene: subject 'the storage tank', largest, near 'the river'" in r.stdout
-    assert "tiles" in r.stderr  # the progress bar
-    gdf = gpd.read_file(tmp_path / "o.gpkg")
-    assert gdf.crs.to_epsg() == 32633
-    assert (tmp_path / "p.tif").is_file()
+    doc = json.loads(r.stdout)
+    written = gpd.read_file(out)
+    assert doc["output"] == str(out) and doc["probability"] == str(prob) and doc["crs"] == "EPSG:32633"
+    assert doc["feature_count"] == len(written)
+    assert [f["rank"] for f in doc["features"]] == sorted(written["rank"])[:len(doc["features"])]
+    assert [f["area_m2"] for f in doc["features"]] == pytest.approx(list(written.sort_values("rank")["area_m2"]))
+    assert doc["grounding"]["passes"] == ["the red roof", "the river"] and doc["tiles"] == doc["windows_read"] == 6
+    assert doc["model"] == "tiny" and set(doc["timings"]) >= {"model_s", "infer_s", "total_s"}
+    events = [json.loads(line) for line in r.stderr.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert [e["phase"] for e in events if e["event"] == "phase"] == ["open", "infer", "vectorize", "ground", "write"]
+    ticks = [(e["done"], e["total"]) for e in events if e["event"] == "tiles"]
+    assert ticks == [(i, 6) for i in range(1, 7)]
+    assert events[-1]["feature_count"] == len(written) and all(e["t"] >= 0 for e in events)
+    with rasterio.open(prob) as p:
+        assert p.crs.to_epsg() == 32633 and p.shape == (200, 300)
 
 
-def test_quiet_prints_nothing(tmp_path, tiny_weights, scene):
-    r = run("segment", str(scene), "red", "-o", str(tmp_path / "o.geojson"), "--model", str(tiny_weights),
-            "--quiet")
-    assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
+def test_a_mistake_in_a_subprocess_is_one_line_and_exit_2(tmp_path, scene):
+    r = run("segment", str(scene), "x", "-o", str(tmp_path / "o.kml"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [f"error: -o/--output {tmp_path / 'o.kml'}: unknown output format "
+                                             "'.kml'; use .gpkg, .geojson, .shp or .parquet"]
+    r = run("segment", str(scene), "x", "--tile", "0", "--progress", "json")
+    assert r.returncode == 2
+    last = json.loads(r.stderr.splitlines()[-1])
+    assert last == {"event": "error", "message": "error: --tile 0 is out of range: use 32 to 4096 pixels",
+                    "exit_code": 2, "t": last["t"]}
+
+
+def test_summary_for_people(capsys, tmp_path, tiny_weights, scene):
+    code, out, err = run_here(capsys, "segment", str(scene), "the large red roof near the river", "-o",
+                              str(tmp_path / "o.gpkg"), "--model", str(tiny_weights), "--device", "cpu")
+    assert code == 0, err
+    assert "candidate(s) for" in out and "2 phrases in one pass" in out and str(tmp_path / "o.gpkg") in out
+    assert "judged over the whole scene: subject 'the red roof', largest, near 'the river'" in out
+
+
+def test_quiet_prints_nothing(capsys, tmp_path, tiny_weights, scene):
+    code, out, err = run_here(capsys, "segment", str(scene), "red", "-o", str(tmp_path / "o.geojson"), "--model",
+                              str(tiny_weights), "--quiet")
+    assert code == 0 and out == "" and err == ""
     assert (tmp_path / "o.geojson").is_file()
 
 
-def test_info(scene):
-    r = run("info", str(scene))
-    assert r.returncode == 0
-    assert "EPSG:32633" in r.stdout and "300 × 200 px" in r.stdout and "1 of 512 px" in r.stdout
-    r = run("info", str(scene), "--json", "--tile", "128", "--overlap", "32")
-    d = json.loads(r.stdout)
+def test_info(capsys, scene, tiny_weights):
+    code, out, _ = run_here(capsys, "info", str(scene))
+    assert code == 0
+    assert "EPSG:32633" in out and "300 × 200 px" in out and "1 of 512 px" in out
+    code, out, _ = run_here(capsys, "info", str(scene), "--json", "--tile", "128", "--overlap", "32")
+    d = json.loads(out)
     assert d["tiles"]["count"] == 6 and d["pixel_size_m"] == [1.0, 1.0]
+    code, out, _ = run_here(capsys, "info", str(scene), "--json", "--model", str(tiny_weights))
+    assert json.loads(out)["tiles"]["tile"] == 256  # the weights' own tiling
 
 
-def test_models_lists_both():
-    r = run("models")
-    assert r.returncode == 0 and "tiny" in r.stdout and "rmsin" in r.stdout
+def test_models_and_version(capsys):
+    code, out, _ = run_here(capsys, "models", "--json")
+    assert code == 0 and [m["name"] for m in json.loads(out)] == ["tiny", "rmsin"]
+    code, out, _ = run_here(capsys, "models")
+    assert "tiny" in out and "rmsin" in out
+    code, out, _ = run_here(capsys, "--version")
+    assert code == 0 and out.strip() == "georefseg 0.1.0"
 
 
 def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str], str]]:
@@ -70,82 +123,93 @@ def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str],
     blocker.write_text("x")
     existing = tmp_path / "exists.gpkg"
     existing.write_text("x")
+    (tmp_path / "folder.gpkg").mkdir()
     edge = real / "rasterio_edge_cases"
     return [
         (["segment", str(tmp_path / "missing.tif"), "x"], "does not exist"),
         (["segment", str(real / "README.md"), "x"], "not a raster"),
         (["segment", str(edge / "corrupt.tif"), "x"], "corrupt or truncated"),
         (["segment", str(edge / "rotated.tif"), "x"], "no coordinate reference system"),
-        (["segment", str(scene), ""], "expression is empty"),
+        (["segment", str(scene), ""], "the EXPRESSION is empty"),
         (["segment", str(scene), "tank " * 80], "characters long"),
         (["segment", str(scene), "x", "-o", str(tmp_path / "o.kml")], "unknown output format"),
         (["segment", str(scene), "x", "-o", str(blocker / "o.gpkg")], "cannot create the output folder"),
+        (["segment", str(scene), "x", "-o", str(tmp_path / "folder.gpkg"), "--overwrite"], "is a folder"),
         (["segment", str(scene), "x", "--bands", "1,2,9"], "band 9 is out of range"),
-        (["segment", str(scene), "x", "-o", str(existing)], "already exists"),
-        (["segment", str(scene), "x", "--model", "nope"], "unknown model"),
-        (["segment", str(scene), "x", "--device", "tpu"], "unknown device"),
+        (["segment", str(scene), "x", "--bands", "1,2"], "--bands takes 1 or 3 band numbers"),
+        (["segment", str(scene), "x", "-o", str(existing)], "replace it with --overwrite"),
+        (["segment", str(scene), "x", "--prob", str(scene), "--overwrite"], "--prob"),
+        (["segment", str(scene), "x", "--model", "nope"], "unknown --model 'nope': known models are tiny"),
+        (["segment", str(scene), "x", "--model", "rmsin"], "needs weights: pass --checkpoint"),
+        (["segment", str(scene), "x", "--checkpoint", str(tmp_path / "no.pth")], "--checkpoint"),
+        (["segment", str(scene), "x", "--device", "tpu"], "unknown --device 'tpu'"),
+        (["segment", str(scene), "x", "--threshold", "1.5"], "--threshold 1.5 must lie between 0 and 1"),
+        (["segment", str(scene), "x", "--min-area", "-1"], "--min-area -1.0 must be 0 or more"),
+        (["segment", str(scene), "x", "--tile", "100000"], "--tile 100000 is out of range"),
+        (["segment", str(scene), "x", "--tile", "128", "--overlap", "64"], "--overlap 64 must be"),
+        (["segment", str(scene), "x", "--batch-size", "0"], "--batch-size 0 must be at least 1"),
+        (["segment", str(scene), "x", "--scheduler", "not an address"], "--scheduler 'not an address' is not"),
     ]
 
 
-def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path, scene, real_scenes):
+def test_bad_input_gets_one_line_and_exit_2(capsys, tmp_path, scene, real_scenes):
+    before = {p: p.read_bytes() for p in (scene,)}
     for args, words in _bad_cases(tmp_path, scene, real_scenes):
-        r = run(*args, "-o", str(tmp_path / "out.gpkg")) if "-o" not in args else run(*args)
-        assert r.returncode == 2, (args, r.stderr)
-        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1, (args, r.stderr)
-        assert words in lines[0] and lines[0].startswith("error:")
-        assert "Traceback" not in r.stderr
+        argv = [*args, "-o", str(tmp_path / "out.gpkg")] if "-o" not in args else args
+        code, out, err = run_here(capsys, *argv)
+        assert code == 2, (args, err)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert len(lines) == 1, (args, err)
+        assert words in lines[0] and lines[0].startswith("error:"), (words, lines[0])
+        assert out == ""
     assert not (tmp_path / "out.gpkg").exists()
     assert (tmp_path / "exists.gpkg").read_text() == "x"
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert not [p for p in tmp_path.rglob(".georefseg-*")]
 
 
-def test_usage_errors_exit_nonzero(scene):
-    r = run("segment", str(scene))
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    r = run("segment", str(scene), "x", "--threshold", "abc")
-    assert r.returncode != 0 and "Traceback" not in r.stderr
+def test_usage_errors_exit_2(capsys, scene):
+    code, _, err = run_here(capsys, "segment", str(scene))
+    assert code == 2 and "Missing argument" in err and "Traceback" not in err
+    code, _, err = run_here(capsys, "segment", str(scene), "x", "--threshold", "abc")
+    assert code == 2 and "--threshold" in err
 
 
-def test_shipped_default_model_maps_the_sample_scene(tmp_path):
-    out, prob = tmp_path / "tanks.gpkg", tmp_path / "tanks_prob.tif"
-    r = run("segment", str(SAMPLE), "the large storage tank near the river", "-o", str(out), "--prob", str(prob),
-            "--quiet")
-    assert r.returncode == 0, r.stderr
-    found = gpd.read_file(out)
+def test_shipped_default_model_maps_the_sample_scene(readme_run):
+    found = gpd.read_file(readme_run.output)
     assert found.crs.to_epsg() == 32633 and len(found) >= 1 and set(found["model"]) == {"tiny"}
-    with rasterio.open(prob) as p, rasterio.open(SAMPLE) as s:
+    with rasterio.open(readme_run.probability) as p, rasterio.open(SAMPLE) as s:
         assert p.crs == s.crs and p.transform == s.transform and p.dtypes[0] == "float32"
         values = p.read(1)
         assert np.nanmin(values) >= 0.0 and np.nanmax(values) <= 1.0 and np.nanmax(values) > 0.5
+    assert readme_run.windows_read == readme_run.tiles == 9
 
 
 def test_numpy_scene_helper_is_sane(scene):
-    import rasterio
-
     with rasterio.open(scene) as src:
         assert src.read(1)[70, 130] > 200 and np.all(src.bounds == (300000, 4999800, 300300, 5000000))
 
 
-def test_dataset_train_evaluate_round_trip(tmp_path):
+def test_dataset_train_evaluate_round_trip(capsys, tmp_path):
     data, out, metrics = tmp_path / "synth", tmp_path / "run", tmp_path / "m.json"
-    r = run("dataset", "synth", "-o", str(data), "--n", "12", "--seed", "3", "--quiet")
-    assert r.returncode == 0, r.stderr
-    r = run("train", "--data", str(data), "-o", str(out), "--max-steps", "2", "--batch-size", "2",
-            "--size", "128", "--val-every", "2", "--workers", "0", "--quiet")
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_here(capsys, "dataset", "synth", "-o", str(data), "--n", "12", "--seed", "3", "--quiet")
+    assert code == 0, err
+    code, _, err = run_here(capsys, "train", "--data", str(data), "-o", str(out), "--max-steps", "2",
+                            "--batch-size", "2", "--size", "128", "--val-every", "2", "--workers", "0", "--quiet")
+    assert code == 0, err
     assert (out / "best.safetensors").is_file() and json.loads((out / "best.json").read_text())["recipe"]
-    r = run("evaluate", "--data", str(data), "--model", str(out / "best.safetensors"), "--split", "all",
-            "--json", str(metrics), "--quiet")
-    assert r.returncode == 0, r.stderr
+    code, stdout, err = run_here(capsys, "evaluate", "--data", str(data), "--model", str(out), "--split", "all",
+                                 "--json", str(metrics), "--quiet")
+    assert code == 0, err
     scores = json.loads(metrics.read_text())
     n_all = len((data / "samples.jsonl").read_text().splitlines())
-    assert scores["n_target"] + scores["n_no_target"] == n_all and "mIoU" in r.stdout
+    assert scores["n_target"] + scores["n_no_target"] == n_all and "mIoU" in stdout
     for key in ("mIoU", "oIoU", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9"):
         assert 0.0 <= scores[key] <= 1.0
     assert scores["grounding"] is False
-    r = run("evaluate", "--data", str(data), "--model", str(out / "best.safetensors"), "--split", "all",
-            "--json", str(metrics), "--grounding", "--quiet")
-    assert r.returncode == 0, r.stderr
+    code, stdout, err = run_here(capsys, "evaluate", "--data", str(data), "--model", str(out / "best.safetensors"),
+                                 "--split", "all", "--json", str(metrics), "--grounding", "--quiet")
+    assert code == 0, err
     grounded = json.loads(metrics.read_text())
-    assert grounded["grounding"] is True and "with scene-level grounding" in r.stdout
+    assert grounded["grounding"] is True and "with scene-level grounding" in stdout
     assert grounded["n_target"] == scores["n_target"] and 0.0 <= grounded["mIoU"] <= 1.0

@@ -135,18 +135,24 @@ def test_an_anchor_that_is_not_there_leaves_its_relation_out(river_scene, tmp_pa
     assert top.geometry.symmetric_difference(_map_box(ROOF_SE)).area < 1e-6
 
 
-def test_readme_demo_finds_the_tank_it_names(tmp_path):
+def test_readme_demo_finds_the_tank_it_names(readme_run):
     """The README's first command, with the shipped default model: the rank-1 polygon is the
     tank that sample_data/truth.geojson outlines (written by the generator that drew the scene)."""
     sample = Path(__file__).resolve().parents[1] / "sample_data"
-    result = segment(sample / "scene.tif", "the large storage tank near the river", tmp_path / "tanks.gpkg",
-                     device="cpu")
     truth = gpd.read_file(sample / "truth.geojson")
     assert truth.crs.to_epsg() == 32633
     target = truth.geometry.iloc[0]
-    written = gpd.read_file(tmp_path / "tanks.gpkg")
+    written = gpd.read_file(readme_run.output)
     best = written.sort_values("rank").iloc[0]
     iou = best.geometry.intersection(target).area / best.geometry.union(target).area
     assert iou >= 0.5, f"rank-1 polygon IoU with the named tank is {iou:.2f}"
     assert best["area_m2"] == pytest.approx(target.area, rel=0.5)
-    assert result.grounding["passes"] == ["the storage tank", "the river"]
+    assert readme_run.grounding["passes"] == ["the storage tank", "the river"]
+
+
+def test_a_two_anchor_expression_reads_each_tile_once(river_scene, tmp_path):
+    text = "the red roof near the blue river and left of the yellow tank"
+    result = segment(river_scene, text, tmp_path / "o.gpkg", model=WordColourModel())
+    assert result.grounding["passes"] == ["the red roof", "the blue river", "the yellow tank"]
+    assert result.windows_read == result.tiles == 28  # 7 × 4 tiles of 128 px, each read once for 3 phrases
+    assert result.grounding["found"] == {"the red roof": 3, "the blue river": 1, "the yellow tank": 0}

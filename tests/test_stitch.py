@@ -59,7 +59,8 @@ def test_plain_averaging_would_have_seams(tmp_path):
 
 def test_tiles_in_any_order_and_memory_held_in_few_strips(tmp_path):
     grid = TileGrid(200, 8000, 64, 16)
-    st = Stitcher(grid, str(tmp_path / "o.tif"), "EPSG:32633", Affine(1, 0, 0, 0, -1, 0))
+    paths = [str(tmp_path / "a.tif"), str(tmp_path / "b.tif")]  # two phrases, blended in one pass
+    st = Stitcher(grid, paths, "EPSG:32633", Affine(1, 0, 0, 0, -1, 0))
     tiles = list(grid)
     rng = np.random.default_rng(0)
     # shuffle within a sliding window of 8 tiles, as a cluster returns them
@@ -69,18 +70,20 @@ def test_tiles_in_any_order_and_memory_held_in_few_strips(tmp_path):
         order += [chunk[i] for i in rng.permutation(len(chunk))]
     for t in order:
         h, w = int(t.window.height), int(t.window.width)
-        st.add(t, np.full((h, w), 2.0, np.float32), np.ones((h, w), bool))
+        st.add(t, np.stack([np.full((h, w), 2.0, np.float32), np.full((h, w), -1.0, np.float32)]),
+               np.ones((h, w), bool))
     st.close()
-    with rasterio.open(tmp_path / "o.tif") as src:
-        prob = src.read(1)
-    assert np.allclose(prob, 1 / (1 + np.exp(-2.0)), atol=1e-6)
+    with rasterio.open(paths[0]) as a, rasterio.open(paths[1]) as b:
+        first, second = a.read(1), b.read(1)
+    assert np.allclose(first, 1 / (1 + np.exp(-2.0)), atol=1e-6)
+    assert np.allclose(second, 1 / (1 + np.exp(1.0)), atol=1e-6)
     # never more than a few strips alive, though the scene has 16 of them
     assert st.peak_strips <= 3
 
 
 def test_skipped_tiles_leave_nodata(tmp_path):
     grid = TileGrid(128, 128, 64, 16)
-    st = Stitcher(grid, str(tmp_path / "o.tif"), "EPSG:32633", Affine(1, 0, 0, 0, -1, 0))
+    st = Stitcher(grid, [str(tmp_path / "o.tif")], "EPSG:32633", Affine(1, 0, 0, 0, -1, 0))
     for t in grid:
         st.add(t, None, None)
     st.close()

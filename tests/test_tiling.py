@@ -46,7 +46,9 @@ def test_weight_sum_is_the_sum_of_tile_weights_and_positive():
 
 
 def test_bad_tile_or_overlap_is_refused():
-    with pytest.raises(InputError, match="too small"):
+    with pytest.raises(InputError, match="tile_px 16 is out of range"):
         TileGrid(100, 100, 16, 0)
+    with pytest.raises(InputError, match="tile_px 100000 is out of range: use 32 to 4096"):
+        TileGrid(100, 100, 100_000, 0)
     with pytest.raises(InputError, match="overlap"):
         TileGrid(100, 100, 128, 64)

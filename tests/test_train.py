@@ -9,7 +9,7 @@ import torch
 
 from georefseg.data.synth import write_synthetic_dataset
 from georefseg.errors import DatasetError, TrainingInterrupted
-from georefseg.models.registry import load_model
+from georefseg.models import load_model
 from georefseg.train import TrainConfig, lr_factor, train
 
 SMALL = {"widths": [8, 16, 32, 48], "blocks": [1, 1, 1, 1], "text_dim": 32, "heads": 2, "arc_kernels": 1,
@@ -49,7 +49,7 @@ def test_interrupt_leaves_a_resumable_checkpoint(dataset, tmp_path):
         if step == 3:
             raise KeyboardInterrupt
 
-    with pytest.raises(TrainingInterrupted, match="--resume"):
+    with pytest.raises(TrainingInterrupted, match="with resume to go on"):
         train(_cfg(dataset, out, max_steps=5), on_step=stop_at_3)
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["state"]["step"] == 3
@@ -61,7 +61,7 @@ def test_interrupt_leaves_a_resumable_checkpoint(dataset, tmp_path):
 def test_synthetic_stream_and_schedule(dataset, tmp_path):
     state = train(_cfg("synth:5", tmp_path / "s", max_steps=2, val_data=str(dataset)))
     assert state.step == 2
-    with pytest.raises(Exception, match="max-steps"):
+    with pytest.raises(Exception, match="needs max_steps"):
         train(_cfg("synth:5", tmp_path / "s2"))
     assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
     assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)

@@ -66,7 +66,7 @@ def read_labels(path: str | Path, class_field: str, crs, layer: str | None = Non
                            "a dataset from")
     if class_field not in gdf.columns:
         fields = ", ".join(c for c in gdf.columns if c != "geometry")
-        raise DatasetError(f"{path} has no field {class_field!r}: choose --class-field from {fields}")
+        raise DatasetError(f"{path} has no field {class_field!r}: choose {{param}} from {fields}", param="class_field")
     if gdf.crs is None:
         raise DatasetError(f"{path} has no CRS: set one (e.g. ogr2ogr -a_srs EPSG:…) so labels can be placed")
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
@@ -100,7 +100,8 @@ def build_from_labels(raster: str | Path, labels: str | Path, class_field: str, 
         context = {c for c in cats if c in water_classes or c in road_classes}
         tree = shapely.STRtree(pix)
         if chip > min(scene.width, scene.height):
-            raise InputError(f"--chip {chip} is larger than the raster ({scene.width}×{scene.height} px)")
+            raise InputError(f"{{param}} {chip} is larger than the raster ({scene.width}×{scene.height} px)",
+                             param="chip")
         writer = NativeWriter(Path(out), {"source": "labels", "raster": str(raster), "labels": str(labels),
                                           "class_field": class_field, "chip": chip, "seed": seed})
         targets = [i for i, c in enumerate(cats) if c not in context]
@@ -152,8 +153,8 @@ def build_from_labels(raster: str | Path, labels: str | Path, class_field: str, 
                 writer.add({"id": f"{stem}_1", "image": f"images/{stem}.png", "mask": None,
                             "expression": absent.text, "split": split, "kinds": absent.kinds, "category": None})
     if not writer.records:
-        raise DatasetError(f"no chip could be made from {labels}: objects may be larger than --chip {chip} "
-                           f"({skipped_big} were) or too alike to describe uniquely")
+        raise DatasetError(f"no chip could be made from {labels}: objects may be larger than {{param}} {chip} "
+                           f"({skipped_big} were) or too alike to describe uniquely", param="chip")
     writer.meta["skipped_too_large"] = skipped_big
     writer.close()
     return json.loads((writer.root / "dataset.json").read_text())["samples"]

@@ -1,1 +1,5 @@
-"""Referring segmentation models and the registry that builds them by name or checkpoint."""
+"""Referring segmentation models, found by name or by their weights in the backend table."""
+
+from georefseg.models.registry import list_models, load_model
+
+__all__ = ["list_models", "load_model"]

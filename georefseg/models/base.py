@@ -5,11 +5,19 @@ Imports no model: the registry imports the models, the models import this module
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from georefseg.errors import ModelError
+
+# Metadata keys of the safetensors files georefseg writes: which backend, and its config.
+META_MODEL, META_CONFIG = "georefseg.model", "georefseg.config"
 
 
 @dataclass
@@ -81,6 +89,17 @@ class ReferringSegmenter(nn.Module):
         """images: B×C×H×W float in [0, 1] (scene-normalised); returns logits at H×W."""
         raise NotImplementedError
 
+    def segment_phrases(self, images: torch.Tensor, phrases: TextBatch) -> torch.Tensor:
+        """Referring log-odds (B×K×H×W) of each of the K phrases (rows of ``phrases``) on every
+        image: what the engine asks of each batch of tiles.
+
+        This default runs :meth:`segment` once per phrase. A model whose image encoding does
+        not depend on the words, or whose first layers do not, overrides it to compute that
+        part once for all phrases.
+        """
+        return torch.cat([self.segment(images, phrases.select(slice(k, k + 1)).repeat_to(len(images)))
+                          .referring_logits() for k in range(len(phrases))], dim=1)
+
     @property
     def device(self) -> torch.device:
         tensor = next(self.parameters(), None)
@@ -94,12 +113,51 @@ class ReferringSegmenter(nn.Module):
                 "parameters": sum(p.numel() for p in self.parameters())}
 
 
+@dataclass(frozen=True)
+class Backend:
+    """One model family in the registry: what it is, and how it finds, loads and tiles its weights.
+
+    ``find(path)`` returns the weights this backend would load from ``path`` (a file, or a
+    folder that holds them) or None when they are not its own; it reads headers only.
+    ``load(weights)`` builds the model on the CPU in eval mode (``None``: the backend's
+    default weights, or a ModelError saying what to pass). ``tiling(weights)`` gives the
+    (tile, overlap) in pixels the weights were made for, without building the model.
+    """
+
+    name: str
+    summary: str
+    needs: str
+    find: Callable[[Path], Path | None]
+    load: Callable[[Path | None], ReferringSegmenter]
+    tiling: Callable[[Path | None], tuple[int, int]]
+
+
+def safetensors_metadata(path: Path) -> dict[str, str] | None:
+    """The metadata of a safetensors file ({} when it has none), or None when it is not one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as fh:
+            return fh.metadata() or {}
+    except Exception:  # safetensors raises its own error types, and OSError, for broken files
+        return None
+
+
+def saved_config(path: Path) -> dict:
+    """The architecture georefseg stored beside the weights of a safetensors file ({} if none)."""
+    meta = safetensors_metadata(path)
+    if meta is None:
+        raise ModelError(f"{path} is not a readable safetensors file")
+    try:
+        return json.loads(meta.get(META_CONFIG, "{}"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: its {META_CONFIG} metadata is not valid JSON ({exc})") from exc
+
+
 def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str,
                       skip_prefixes: tuple[str, ...] = ()) -> None:
     """Load ``state`` into ``module`` only if every key and shape fits; else a ModelError that
     lists what is missing, unexpected or of the wrong shape (first few of each)."""
-    from georefseg.errors import ModelError
-
     expected = {k: v.shape for k, v in module.state_dict().items() if not k.startswith(skip_prefixes)}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

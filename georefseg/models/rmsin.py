@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from georefseg.errors import ModelError
-from georefseg.models.base import ReferringSegmenter, SegOutput, TextBatch, load_state_strict
+from georefseg.models.base import Backend, ReferringSegmenter, SegOutput, TextBatch, load_state_strict
 from georefseg.models.rmsin_backbone import WORD_DIM, MultiModalSwinTransformer
-from georefseg.models.rmsin_checkpoint import TEXT_PREFIX, read_rmsin_file, write_safetensors
+from georefseg.models.rmsin_checkpoint import TEXT_PREFIX, find_weights, read_rmsin_file, write_safetensors
 from georefseg.models.rmsin_decoder import SimpleDecoding
 from georefseg.models.text import MAX_TOKENS, tokenize
 
@@ -210,3 +210,17 @@ def load_rmsin(checkpoint: str | Path, bert_dir: str | Path | None = None) -> RM
 def save_rmsin_safetensors(model: RMSIN, path: str | Path) -> None:
     """Write ``model`` (BERT included) as safetensors that :func:`load_rmsin` reads back."""
     write_safetensors(model.state_dict(), model.config.to_dict(), path)
+
+
+def _load(path: Path | None) -> RMSIN:
+    if path is None:
+        raise ModelError("the rmsin model needs weights: pass {param}, a .pth written by the RMSIN authors' "
+                         "train.py (or the folder it wrote), or its .safetensors conversion", param="checkpoint")
+    return load_rmsin(path)
+
+
+BACKEND = Backend(
+    name="rmsin",
+    summary="RMSIN (CVPR 2024): multi-modal Swin-B + BERT-base, 480×480 input",
+    needs="weights: a .pth written by the authors' train.py (or its output folder), or its .safetensors conversion",
+    find=find_weights, load=_load, tiling=lambda path: (RMSIN.tile_size, RMSIN.min_overlap))

@@ -13,6 +13,13 @@ Two formats are read:
   ``lavt_one`` checkpoint's ``model`` entry); the architecture goes in the metadata as
   ``georefseg.model = "rmsin"`` and ``georefseg.config`` = JSON of :class:`RMSINConfig`
   fields.
+
+BERT's pooler (``pooler.*``) is dropped wherever a file carries it: the authors' test script
+loads ``bert_model`` strictly with it, but RMSIN never uses the pooled output, so it cannot
+change the logits.
+
+:func:`find_weights` recognises these files (and the authors' output folder) from their
+headers, without unpickling anything.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import pickletools
 import re
 import zipfile
 from dataclasses import dataclass
@@ -29,10 +37,14 @@ from typing import Any
 import torch
 
 from georefseg.errors import ModelError
-from georefseg.models.registry import META_CONFIG, META_MODEL
+from georefseg.models.base import META_CONFIG, META_MODEL, safetensors_metadata
 
 TEXT_PREFIX = "text_encoder."
 BERT_PREFIXES = ("module.",)  # DDP wraps BERT when train.py runs with --model lavt
+POOLER = "pooler."  # BERT's pooled-output head: present in some files, unused by RMSIN
+TORCH_SUFFIXES = (".pth", ".pt")
+# Keys every RMSIN state dict has, whatever the Swin variant: how a file is recognised.
+SIGNATURE = ("backbone.patch_embed.proj.weight", "classifier.")
 ALLOWED_GLOBALS = [argparse.Namespace]
 
 
@@ -94,7 +106,11 @@ def read_pth(path: Path) -> RMSINFile:
     if isinstance(bert, dict):
         state.update({TEXT_PREFIX + k: v for k, v in _strip(bert, BERT_PREFIXES).items()})
     args = ckpt.get("args")
-    return RMSINFile(state, args=vars(args) if isinstance(args, argparse.Namespace) else None)
+    return RMSINFile(_without_pooler(state), args=vars(args) if isinstance(args, argparse.Namespace) else None)
+
+
+def _without_pooler(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith(TEXT_PREFIX + POOLER)}
 
 
 def read_safetensors(path: Path) -> RMSINFile:
@@ -114,7 +130,7 @@ def read_safetensors(path: Path) -> RMSINFile:
         config = json.loads(meta[META_CONFIG]) if META_CONFIG in meta else None
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path}: its {META_CONFIG} metadata is not valid JSON ({exc})") from exc
-    return RMSINFile(state, config=config)
+    return RMSINFile(_without_pooler(state), config=config)
 
 
 def read_rmsin_file(path: str | Path) -> RMSINFile:
@@ -135,3 +151,49 @@ def write_safetensors(state: dict[str, torch.Tensor], config: dict[str, Any],
     tmp = path.with_name(path.name + ".part")
     save_file(tensors, str(tmp), metadata={META_MODEL: "rmsin", META_CONFIG: json.dumps(config)})
     tmp.replace(path)  # never leave a half-written file under the final name
+
+
+def _looks_like_rmsin(keys) -> bool:
+    keys = list(keys)
+    return SIGNATURE[0] in keys and any(k.startswith(SIGNATURE[1]) for k in keys)
+
+
+def _pickled_strings(path: Path) -> set[str] | None:
+    """The strings in a torch.save file's pickle (dict keys, state-dict names), read with
+    pickletools, which decodes opcodes and never runs them; None when it is no torch zip."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            name = next((n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if name is None:
+                return None
+            return {arg for _, arg, _ in pickletools.genops(zf.read(name)) if isinstance(arg, str)}
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+
+
+def is_rmsin_file(path: Path) -> bool:
+    """Whether ``path`` holds RMSIN weights, from its header alone."""
+    if path.suffix == ".safetensors":
+        meta = safetensors_metadata(path)
+        if meta is None:
+            return False
+        if META_MODEL in meta:
+            return meta[META_MODEL] == "rmsin"
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as fh:
+            return _looks_like_rmsin(fh.keys())
+    if path.suffix in TORCH_SUFFIXES:
+        strings = _pickled_strings(path)
+        return strings is not None and "model" in strings and _looks_like_rmsin(strings)
+    return False
+
+
+def find_weights(path: Path) -> Path | None:
+    """An RMSIN weights file, or a folder holding one (the authors' ``train.py`` writes
+    ``model_best_<model_id>.pth`` into its output folder; else the folder's only RMSIN file)."""
+    if path.is_file():
+        return path if is_rmsin_file(path) else None
+    best = [p for p in sorted(path.glob("model_best_*.pth")) if is_rmsin_file(p)]
+    found = best or [p for p in sorted(path.iterdir()) if p.is_file() and is_rmsin_file(p)]
+    return found[0] if len(found) == 1 else None

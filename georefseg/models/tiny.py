@@ -7,22 +7,40 @@ top-down decoder with adaptive rotated convolutions, a mask head at input resolu
 presence head that says whether the referent is in the tile at all.
 
 Text comes from the frozen all-MiniLM-L6-v2 encoder (word features, 384-d).
+
+Weights are safetensors files with the architecture in their metadata (:func:`save_tiny`);
+the default ones ship in the package. :data:`BACKEND` is tiny's entry in the model registry.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from georefseg.models.base import ReferringSegmenter, SegOutput, TextBatch
+from georefseg.errors import ModelError
+from georefseg.models.base import (
+    META_CONFIG,
+    META_MODEL,
+    Backend,
+    ReferringSegmenter,
+    SegOutput,
+    TextBatch,
+    load_state_strict,
+    safetensors_metadata,
+    saved_config,
+)
 from georefseg.models.layers import PWAM, AdaptiveRotatedConv2d
 from georefseg.models.text import MiniLMEncoder
 
 TEXT_PREFIX = "text_encoder."  # the shared, frozen MiniLM: not part of tiny's own weights
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "tiny.safetensors"
+RUN_WEIGHTS = "best.safetensors"  # what `georefseg train` leaves in its output folder
 
 
 @dataclass
@@ -155,20 +173,40 @@ class TinyRefSeg(ReferringSegmenter):
 
     def forward(self, images: torch.Tensor, text: TextBatch) -> SegOutput:
         """images: B×3×H×W in [0, 1]; H and W multiples of 16 work best (others are padded)."""
-        if text.features is None:
-            text = TextBatch(text.input_ids, text.attention_mask, self.text_encoder(text))
-        mask = text.attention_mask[..., None].to(images.dtype)  # B×N×1
-        words = self.word_proj(text.features.to(images.dtype))  # B×N×T
-        sentence = (words * mask).sum(1) / mask.sum(1).clamp(min=1)
-        words = words.transpose(1, 2)  # B×T×N
+        return self._decode(*self._see(images), text, images.shape[-2:])
+
+    def segment_phrases(self, images: torch.Tensor, phrases: TextBatch) -> torch.Tensor:
+        """The stem and the first stage (strides 2 and 4, before the first language fusion) see
+        no words, so they run once for all phrases; the rest runs once per phrase."""
+        seen, n = self._see(images), len(images)
+        phrases = self._with_features(phrases)  # once, not once per phrase
+        return torch.cat([self._decode(*seen, phrases.select(slice(k, k + 1)).repeat_to(n), images.shape[-2:])
+                          .referring_logits() for k in range(len(phrases))], dim=1)
+
+    def _with_features(self, text: TextBatch) -> TextBatch:
+        if text.features is not None:
+            return text
+        return TextBatch(text.input_ids, text.attention_mask, self.text_encoder(text))
+
+    def _see(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text-free part: stride-2 features and stride-4 features before language joins."""
         h, w = images.shape[-2:]
         ph, pw = (-h) % 16, (-w) % 16
         x = (images - 0.5) / 0.25
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect")
         s2 = self.stem(x)
-        feats = [s2]
-        for stage, fusion in zip(self.stages, self.fusions, strict=True):
+        return s2, self.stages[0](s2)
+
+    def _decode(self, s2: torch.Tensor, s4: torch.Tensor, text: TextBatch, size: tuple[int, int]) -> SegOutput:
+        h, w = size
+        text = self._with_features(text)
+        mask = text.attention_mask[..., None].to(s2.dtype)  # B×N×1
+        words = self.word_proj(text.features.to(s2.dtype))  # B×N×T
+        sentence = (words * mask).sum(1) / mask.sum(1).clamp(min=1)
+        words = words.transpose(1, 2)  # B×T×N
+        feats = [s2, self.fusions[0](s4, words, mask)]
+        for stage, fusion in zip(self.stages[1:], self.fusions[1:], strict=True):
             feats.append(fusion(stage(feats[-1]), words, mask))
         s16 = self.reason(feats[3], words, mask)
         y = self.up1(self.up2(self.up3(s16, feats[2]), feats[1]), feats[0])
@@ -179,3 +217,66 @@ class TinyRefSeg(ReferringSegmenter):
 
     def segment(self, images: torch.Tensor, text: TextBatch) -> SegOutput:
         return self(images, text)
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def save_tiny(model: TinyRefSeg, path: str | Path, extra: dict | None = None) -> None:
+    """Write a tiny model's own weights (not the shared text encoder) as safetensors, with its
+    config in the metadata so that the file alone rebuilds the model."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+             if not k.startswith(TEXT_PREFIX)}
+    meta = {META_MODEL: "tiny", META_CONFIG: json.dumps(model.config.to_dict())}
+    if extra:
+        meta["georefseg.extra"] = json.dumps(extra)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)  # never a half-written file under the final name
+
+
+def _is_tiny_file(path: Path) -> bool:
+    return path.suffix == ".safetensors" and (safetensors_metadata(path) or {}).get(META_MODEL) == "tiny"
+
+
+def find_weights(path: Path) -> Path | None:
+    """A tiny weights file, or a folder holding one (a `georefseg train` run's best weights,
+    else its only tiny file)."""
+    if path.is_file():
+        return path if _is_tiny_file(path) else None
+    if (path / RUN_WEIGHTS).is_file():
+        return path / RUN_WEIGHTS if _is_tiny_file(path / RUN_WEIGHTS) else None
+    found = [p for p in sorted(path.glob("*.safetensors")) if _is_tiny_file(p)]
+    return found[0] if len(found) == 1 else None
+
+
+def load_weights(path: Path | None) -> TinyRefSeg:
+    """A tiny model from a file :func:`save_tiny` wrote (``None``: the shipped default)."""
+    from safetensors.torch import load_file
+
+    if path is None:
+        path = DEFAULT_WEIGHTS
+        if not path.is_file():
+            raise ModelError(f"the default tiny weights are not installed ({path} is missing): reinstall "
+                             "georefseg, or pass {param} with weights from `georefseg train`", param="checkpoint")
+    model = TinyRefSeg(TinyConfig(**saved_config(path)))
+    load_state_strict(model, load_file(str(path)), str(path), skip_prefixes=(TEXT_PREFIX,))
+    return model.eval()
+
+
+def tiling(path: Path | None) -> tuple[int, int]:
+    """(tile, overlap) in pixels that the weights at ``path`` (default: the shipped ones) use."""
+    path = path or DEFAULT_WEIGHTS
+    cfg = TinyConfig(**saved_config(path)) if path.is_file() else TinyConfig()
+    return cfg.tile_size, cfg.min_overlap
+
+
+BACKEND = Backend(
+    name="tiny",
+    summary="compact CNN with pixel-word attention and rotated convolutions; runs on a laptop CPU; "
+            "trained on synthetic scenes only (not for real imagery)",
+    needs="nothing: its weights ship with georefseg (or weights from `georefseg train`)",
+    find=find_weights, load=load_weights, tiling=tiling)

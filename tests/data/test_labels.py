@@ -63,7 +63,7 @@ def test_labels_in_another_crs_are_reprojected(atlanta, tmp_path):
 
 def test_clear_errors(atlanta, tmp_path):
     raster, labels = atlanta
-    with pytest.raises(DatasetError, match="no field 'kind': choose --class-field from .*building"):
+    with pytest.raises(DatasetError, match="no field 'kind': choose class_field from .*building"):
         build_from_labels(raster, labels, "kind", tmp_path / "x")
     empty = tmp_path / "empty.gpkg"
     gpd.GeoDataFrame({"cls": []}, geometry=[], crs=32616).to_file(empty)

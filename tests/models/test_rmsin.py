@@ -13,6 +13,7 @@ import torch
 from rmsin_reference import ASSETS, deterministic_state, normalise, sample_logits, weight_checksum
 
 from georefseg.errors import ModelError
+from georefseg.models import load_model
 from georefseg.models.rmsin import (
     RMSIN,
     RMSINConfig,
@@ -265,27 +266,57 @@ def test_config_follows_authors_rules():
         RMSINConfig.from_args(train_args(mha="4-x"))
 
 
-def test_segment_sample_scene_with_authors_checkpoint(tiny, tmp_path):
-    """`georefseg segment --model rmsin --checkpoint` on the README's scene, from a checkpoint
-    written in the authors' layout (--model lavt_one: BERT inside 'model')."""
-    import subprocess
-    import sys
+def test_bert_pooler_keys_are_ignored(tiny, inputs, tmp_path):
+    """The authors' test script loads bert_model strictly with BERT's pooler; RMSIN never uses
+    the pooled output, so a file with pooler keys loads and gives the same logits."""
+    model, bert = split_bert(tiny.state_dict())
+    width = bert["embeddings.word_embeddings.weight"].shape[1]
+    with_pooler = {**bert, "pooler.dense.weight": torch.randn(width, width), "pooler.dense.bias": torch.randn(width)}
+    save_authors_checkpoint(tmp_path / "pooler.pth", model, with_pooler, tiny_train_args())
+    save_authors_checkpoint(tmp_path / "plain.pth", model, bert, tiny_train_args())
+    a, b = load_rmsin(tmp_path / "pooler.pth"), load_rmsin(tmp_path / "plain.pth")
+    with torch.no_grad():
+        assert torch.equal(a(*inputs), b(*inputs))
 
+
+def test_authors_output_folder_is_recognised(tiny, tmp_path):
+    run = tmp_path / "checkpoints"  # train.py's --output_dir
+    run.mkdir()
+    save_authors_checkpoint(run / "model_best_RMSIN.pth", tiny.state_dict(), None, tiny_train_args())
+    (run / "log.txt").write_text("epoch 7")
+    by_folder = load_model(run, device="cpu")
+    by_name = load_model("rmsin", checkpoint=run, device="cpu")
+    assert by_folder.name == by_name.name == "rmsin" and by_folder.config == tiny.config
+    assert all(torch.equal(v, by_name.state_dict()[k]) for k, v in by_folder.state_dict().items())
+
+
+def test_segment_sample_scene_with_authors_checkpoint(tiny, tmp_path, capsys):
+    """`georefseg segment --model rmsin --checkpoint` on a 600 × 600 px cut of the README's scene,
+    from a checkpoint written in the authors' layout (--model lavt_one: BERT inside 'model')."""
     import geopandas as gpd
     import rasterio
+    from rasterio.windows import Window
+
+    from georefseg import cli
 
     ckpt = tmp_path / "model_best_rrsisd.pth"
     save_authors_checkpoint(ckpt, tiny.state_dict(), None, tiny_train_args())
-    scene = Path(__file__).resolve().parents[2] / "sample_data" / "scene.tif"
+    sample = Path(__file__).resolve().parents[2] / "sample_data" / "scene.tif"
+    scene = tmp_path / "cut.tif"
+    with rasterio.open(sample) as src:
+        window = Window(200, 300, 600, 600)
+        profile = {**src.profile, "width": 600, "height": 600, "transform": src.window_transform(window)}
+        with rasterio.open(scene, "w", **profile) as dst:
+            dst.write(src.read(window=window))
     out, prob = tmp_path / "tanks.gpkg", tmp_path / "prob.tif"
-    r = subprocess.run([sys.executable, "-m", "georefseg.cli", "segment", str(scene),
-                        "the large storage tank near the river", "-o", str(out), "--prob", str(prob),
-                        "--model", "rmsin", "--checkpoint", str(ckpt), "--device", "cpu",
-                        "--threshold", "0.5", "--quiet"], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr
+    code = cli.run(["segment", str(scene), "the large storage tank near the river", "-o", str(out), "--prob",
+                    str(prob), "--model", "rmsin", "--checkpoint", str(ckpt), "--device", "cpu", "--json"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"] == "rmsin" and doc["tiles"] == doc["windows_read"] == 4
     with rasterio.open(prob) as p, rasterio.open(scene) as s:
         assert p.transform == s.transform and p.shape == s.shape
         values = p.read(1)
     assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1
     gdf = gpd.read_file(out)
-    assert gdf.crs.to_epsg() == 32633 and set(gdf["model"]) <= {"rmsin"}
+    assert gdf.crs.to_epsg() == 32633 and set(gdf["model"]) <= {"rmsin"} and len(gdf) == doc["feature_count"]

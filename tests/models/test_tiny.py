@@ -58,3 +58,18 @@ def test_text_encoder_is_frozen_and_not_part_of_own_weights():
     own = [k for k in model.state_dict() if not k.startswith(TEXT_PREFIX)]
     assert all(not p.requires_grad for p in model.text_encoder.parameters())
     assert sum(model.state_dict()[k].numel() for k in own) < 4_000_000
+
+
+def test_phrases_in_one_pass_equal_one_pass_each():
+    """segment_phrases shares the text-free stem and first stage across phrases; the answer
+    for each phrase must be what segment gives for it alone."""
+    torch.manual_seed(1)
+    model = TinyRefSeg(TinyConfig(widths=[8, 16, 32, 48], blocks=[1, 1, 1, 1])).eval()
+    images = torch.rand(2, 3, 96, 96)
+    phrases = ["the storage tank", "the river", "the largest white building"]
+    with torch.no_grad():
+        together = model.segment_phrases(images, model.encode_text(phrases))
+        alone = [model.segment(images, model.encode_text([p]).repeat_to(2)).referring_logits() for p in phrases]
+    assert together.shape == (2, 3, 96, 96)
+    torch.testing.assert_close(together, torch.cat(alone, dim=1), rtol=0, atol=1e-5)
+    assert (together[:, 0] - together[:, 1]).abs().max() > 1e-3  # the phrases do differ

@@ -1,0 +1,67 @@
+"""Showing long work: a rich progress bar for people, JSON lines for programs.
+
+Both take the event dicts that :meth:`georefseg.api.Segmenter.run` emits (``phase`` and
+``tiles``) plus the ``started``, ``finished`` and ``error`` events the CLI adds, so every
+front end (the terminal, the QGIS plugin through ``--progress json``, batch mapping) sees the
+same stream.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class JsonLines:
+    """One JSON object per line on ``stream`` (stderr by default), flushed at once, each with
+    ``t``: seconds since the reporter started."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream, self.t0 = stream or sys.stderr, time.perf_counter()
+
+    def __call__(self, event: dict) -> None:
+        self.stream.write(json.dumps({**event, "t": round(time.perf_counter() - self.t0, 3)}) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Nothing is held open: each line is already flushed."""
+
+
+class RichBar:
+    """A terminal bar over tiles, titled with the current phase; silent until work begins,
+    so that an early error prints alone."""
+
+    def __init__(self, console: Console, what: str = "segmenting"):
+        self.bar = Progress(TextColumn(f"[bold]{what}"), TextColumn("{task.fields[phase]}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                            console=console, transient=False)
+        self.task = self.bar.add_task("tiles", total=None, phase="")
+        self.started = False
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "phase":
+            self.bar.update(self.task, phase=event["phase"])
+        elif kind == "tiles":
+            if not self.started:
+                self.bar.start()
+                self.started = True
+            self.bar.update(self.task, completed=event["done"], total=event["total"])
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+class Silent:
+    """No progress at all (``--quiet``, ``--progress none``)."""
+
+    def __call__(self, event: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
