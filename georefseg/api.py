@@ -219,6 +219,9 @@ class Segmenter:
         self.options = options or SegmentOptions()
         self._client, self._own_client = None, False
         if isinstance(model, ReferringSegmenter):
+            if checkpoint is not None:
+                raise InputError("{param} goes with a model name or weights path, not with a model object",
+                                 param="checkpoint")
             self.model: ReferringSegmenter | None = model
             self.model_name, tiling = model.name, (model.tile_size, model.min_overlap)
             device_type = model.device.type

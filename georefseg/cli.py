@@ -351,6 +351,9 @@ def flag(param: str) -> str:
     return FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
+INTERRUPTED = "interrupted: no output was written"
+
+
 def _fail(message: str, code: int) -> int:
     events = _state.get("events")
     if events is not None:  # a program reads stderr: the error is one more JSON line
@@ -366,16 +369,13 @@ def run(argv: list[str] | None = None) -> int:
     no output is left), 1 anything else."""
     _state.clear()
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        code = app(args=argv, standalone_mode=False)  # typer returns an Exit's code; Ctrl-C is Exit(130)
     except GeorefsegError as exc:
         message = exc.render(None if exc.param is None else flag(exc.param))
         interrupted = isinstance(exc, TrainingInterrupted)
         return _fail(message if interrupted else f"error: {message}", 130 if interrupted else 2)
     except (typer.Abort, KeyboardInterrupt):
-        return _fail("interrupted: no output was written", 130)
-    except typer.Exit as exc:
-        return exc.exit_code
+        return _fail(INTERRUPTED, 130)
     except typer.TyperException as exc:  # usage errors: the parser's own message, exit 2
         exc.show()
         return getattr(exc, "exit_code", 2)
@@ -383,6 +383,9 @@ def run(argv: list[str] | None = None) -> int:
         if _state.get("events") is None:
             raise  # a bug: the traceback is what a report needs (exit 1)
         return _fail(f"error: unexpected {type(exc).__name__}: {exc}", 1)
+    if code == 130:
+        return _fail(INTERRUPTED, 130)
+    return code if isinstance(code, int) else 0
 
 
 def main() -> None:

@@ -117,22 +117,26 @@ class LocalRunner:
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
+        def offer(item) -> bool:
+            """Hand ``item`` to the consumer unless it has stopped listening."""
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce() -> None:
             try:
                 for tiles in _batches(grid, batch_size):
                     tasks = [dask.delayed(read_tile)(scene, t, grid.tile) for t in tiles]
                     reads = dask.compute(*tasks, scheduler="threads", num_workers=self.read_threads)
-                    while not stop.is_set():
-                        try:
-                            q.put((tiles, reads), timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not offer((tiles, reads)):
                         return
-                q.put(None)
+                offer(None)
             except BaseException as exc:  # handed to the consumer, which re-raises it
-                q.put(exc)
+                offer(exc)
 
         thread = threading.Thread(target=produce, daemon=True, name="georefseg-reader")
         thread.start()
@@ -150,7 +154,10 @@ class LocalRunner:
                     timer.batches += 1
                 yield from _results(tiles, list(reads), logits)
         finally:
+            # Wait for the reader (at most one batch of reads) so that no thread is inside GDAL
+            # when the caller goes on, or when an interrupted process exits.
             stop.set()
+            thread.join()
             scene.close()
 
 

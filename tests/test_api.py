@@ -214,6 +214,8 @@ def test_error_classes_are_also_builtins(utm_scene, tmp_path):
         segment(utm_scene, "red", model=ColourModel(), scheduler="not an address")
     with pytest.raises(ValueError):
         segment(utm_scene, "", model=ColourModel())
+    with pytest.raises(InputError, match="checkpoint goes with a model name"):
+        Segmenter(ColourModel(), checkpoint=utm_scene)
 
 
 def test_the_input_scene_is_never_an_output(utm_scene):

@@ -213,3 +213,23 @@ def test_dataset_train_evaluate_round_trip(capsys, tmp_path):
     grounded = json.loads(metrics.read_text())
     assert grounded["grounding"] is True and "with scene-level grounding" in stdout
     assert grounded["n_target"] == scores["n_target"] and 0.0 <= grounded["mIoU"] <= 1.0
+
+
+def test_interrupted_run_exits_130_and_leaves_nothing(tmp_path):
+    """SIGINT (Ctrl-C) or SIGTERM mid-run: exit 130, one error event, no output, no working folder."""
+    import signal
+
+    out = tmp_path / "out"
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc = subprocess.Popen([sys.executable, "-m", "georefseg.cli", "segment", str(SAMPLE), "the storage tank",
+                                 "-o", str(out / "o.gpkg"), "--prob", str(out / "p.tif"), "--device", "cpu",
+                                 "--progress", "json"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for line in proc.stderr:
+            if json.loads(line)["event"] == "tiles":  # work has begun: the working folder exists
+                proc.send_signal(sig)
+                break
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=120) == 130, rest
+        last = json.loads(rest.strip().splitlines()[-1])
+        assert last["event"] == "error" and last["exit_code"] == 130 and "interrupted" in last["message"]
+        assert list(out.iterdir()) == []  # neither output, nor a .georefseg-* folder
