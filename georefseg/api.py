@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import rasterio
 
 from georefseg.errors import InputError, OutputError, SchedulerError
@@ -25,7 +25,16 @@ from georefseg.grounding import Grounded, parse_expression, rank_candidates
 from georefseg.models.base import ReferringSegmenter
 from georefseg.models.device import compile_for_inference
 from georefseg.models.registry import load_model, resolve
-from georefseg.outputs import check_writable, vector_format, write_cog, write_vector
+from georefseg.outputs import (
+    check_raster_writable,
+    check_vector_writable,
+    file_parts,
+    make_folders,
+    remove_folders,
+    working_folder,
+    write_cog,
+    write_vector,
+)
 from georefseg.raster import Scene
 from georefseg.runner import BatchTimer, DistributedRunner, LocalRunner, ModelSpec
 from georefseg.stitch import Stitcher
@@ -39,6 +48,10 @@ MAX_EXPRESSION_CHARS = 300
 GDAL_CACHE_BYTES = 256 * 2**20
 
 ProgressCallback = Callable[[dict], None]
+
+
+def _ignore(event: dict) -> None:
+    """The progress callback of a run nobody watches."""
 
 
 @dataclass(frozen=True)
@@ -159,31 +172,49 @@ def validate_expression(expression: str) -> str:
     return text
 
 
-def _check_outputs(scene: str | Path, output, prob, overwrite: bool) -> None:
+# Files GDAL keeps beside a raster: writing over one would change how the scene reads.
+_SIDECARS = (".aux.xml", ".ovr", ".msk", ".aux")
+_WORLD_FILES = (".tfw", ".tifw", ".wld")
+
+
+def _inputs_of(scene: str | Path, weights: Path | None) -> set[Path]:
+    """The files a run reads, which it must never write: the scene, its sidecars, the weights."""
+    path = Path(scene)
+    found = {path, *(path.with_name(path.name + ext) for ext in _SIDECARS),
+             *(path.with_suffix(ext) for ext in _WORLD_FILES)}
+    if weights is not None:
+        found.add(weights)
+    return {p.resolve() for p in found if p.exists()}
+
+
+def _check_outputs(scene: str | Path, output, prob, *, overwrite: bool, append: bool = False,
+                   layer: str | None = None, weights: Path | None = None) -> None:
     """Everything about the outputs that can be refused before any work."""
-    if output is not None:
-        vector_format(output)
-    if prob is not None and Path(prob).suffix.lower() not in (".tif", ".tiff"):
-        raise OutputError(f"{{param}} {prob}: the probability raster is a GeoTIFF, name it *.tif", param="prob")
-    source = Path(scene).resolve() if Path(scene).exists() else None
+    inputs = _inputs_of(scene, weights)
     for name, p in (("output", output), ("prob", prob)):
         if p is None:
             continue
-        if source is not None and Path(p).resolve() == source:
-            raise OutputError(f"{{param}} {p} is the input scene: georefseg never writes over its input; "
-                              "choose another name", param=name)
-        check_writable(p, overwrite)
+        hit = next((part for part in file_parts(p) if part.resolve() in inputs), None)
+        if hit is not None:
+            raise OutputError(f"{{param}} {p} would write over {hit}, which this run reads: georefseg never "
+                              "writes over its inputs; choose another name", param=name)
+    if output is not None:
+        check_vector_writable(output, overwrite, append, layer)
+    if prob is not None:
+        check_raster_writable(prob, overwrite)
 
 
 def _features(ranked: list[Grounded], text: str, scene: str, model: str, crs) -> gpd.GeoDataFrame:
-    """The polygon layer: fields expression, score, evidence, rank, area_m2, scene, model."""
+    """The polygon layer: fields expression, score, evidence, rank, area_m2, scene, model, with
+    their types fixed, so that an empty result has the same schema as a full one."""
     n = len(ranked)
-    return gpd.GeoDataFrame(
-        {"expression": [text] * n, "score": [round(g.score, 4) for g in ranked],
-         "evidence": [round(g.candidate.score, 4) for g in ranked],
-         "rank": list(range(1, n + 1)), "area_m2": [round(g.candidate.area_m2, 2) for g in ranked],
-         "scene": [scene] * n, "model": [model] * n},
-        geometry=[g.candidate.geometry for g in ranked], crs=crs)
+    columns = {"expression": ([text] * n, "str"), "score": ([round(g.score, 4) for g in ranked], "float64"),
+               "evidence": ([round(g.candidate.score, 4) for g in ranked], "float64"),
+               "rank": (list(range(1, n + 1)), "int64"),
+               "area_m2": ([round(g.candidate.area_m2, 2) for g in ranked], "float64"),
+               "scene": ([scene] * n, "str"), "model": ([model] * n, "str")}
+    return gpd.GeoDataFrame({k: pd.Series(v, dtype=t) for k, (v, t) in columns.items()},
+                            geometry=gpd.GeoSeries([g.candidate.geometry for g in ranked], crs=crs))
 
 
 class Segmenter:
@@ -223,11 +254,13 @@ class Segmenter:
                 raise InputError("{param} goes with a model name or weights path, not with a model object",
                                  param="checkpoint")
             self.model: ReferringSegmenter | None = model
+            self.weights: Path | None = None
             self.model_name, tiling = model.name, (model.tile_size, model.min_overlap)
             device_type = model.device.type
             spec: ModelSpec | ReferringSegmenter = model
         else:
             backend, weights = resolve(model, checkpoint)  # header checks only: cheap, and before any client
+            self.weights = None if weights is None else weights.resolve()
             self.model_name, tiling = backend.name, backend.tiling(weights)
             spec = ModelSpec(backend.name, None if weights is None else str(weights.resolve()), device)
             self.model = None if scheduler else load_model(backend.name, weights, device)
@@ -281,8 +314,8 @@ class Segmenter:
         self.close()
 
     def run(self, scene: str | Path, expression: str, output: str | Path | None = None, *,
-            prob: str | Path | None = None, overwrite: bool = False,
-            progress: ProgressCallback | None = None) -> SegmentResult:
+            prob: str | Path | None = None, overwrite: bool = False, append: bool = False,
+            layer: str | None = None, progress: ProgressCallback | None = None) -> SegmentResult:
         """Find the object(s) an expression refers to in one georeferenced scene.
 
         Parameters
@@ -302,27 +335,41 @@ class Segmenter:
             has no data): the subject's probability ("the storage tank" for "the large
             storage tank near the river"); rank and score carry the scene-level choice.
         overwrite
-            Replace existing outputs (never the input scene).
+            Replace existing outputs; in a GeoPackage only the run's layer (never an input:
+            the scene, its sidecars or the weights).
+        append
+            Add the features to an existing GeoPackage layer or Shapefile.
+        layer
+            The GeoPackage layer to write (default: the file's stem); other layers are kept.
         progress
             Called with event dicts: ``{"event": "phase", "phase": NAME}`` as each stage
             starts (open, infer, vectorize, ground, write) and ``{"event": "tiles", "done":
             N, "total": M}`` as tiles finish.
         """
         t_start = time.perf_counter()
-        emit = progress or (lambda event: None)
         text = validate_expression(expression)
-        _check_outputs(scene, output, prob, overwrite)
+        _check_outputs(scene, output, prob, overwrite=overwrite, append=append, layer=layer, weights=self.weights)
+        created = [folder for p in (output, prob) if p is not None for folder in make_folders(p)]
+        try:
+            return self._run(scene, text, output, prob, layer, append, progress or _ignore, t_start)
+        except BaseException:
+            remove_folders(created)  # a failed run leaves no folder it made
+            raise
+
+    def _run(self, scene: str | Path, text: str, output: str | Path | None, prob: str | Path | None,
+             layer: str | None, append: bool, emit: ProgressCallback, t_start: float) -> SegmentResult:
         outputs = [Path(p) for p in (output, prob) if p is not None]
         opts = self.options
         timings: dict[str, float] = {}
         emit({"event": "phase", "phase": "open"})
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), Scene(scene, list(opts.bands) if opts.bands else None) as sc:
+            sc.stats  # noqa: B018 - scene statistics once, here, before tiles are read in parallel
             t_open = time.perf_counter()
             timings["open_s"] = t_open - t_start
             grid = TileGrid(sc.width, sc.height, self.tile_px, self.overlap_px)
             query = parse_expression(text)
             phrases = query.phrases()  # the subject first, then each anchor once
-            workdir = Path(tempfile.mkdtemp(prefix=".georefseg-", dir=(outputs[0].parent if outputs else None)))
+            workdir = working_folder(outputs[0].parent if outputs else None)
             try:
                 emit({"event": "phase", "phase": "infer"})
                 raw = [workdir / f"probability_{i}.tif" for i in range(len(phrases))]
@@ -346,7 +393,7 @@ class Segmenter:
                     t_ground = time.perf_counter()
                     emit({"event": "phase", "phase": "write"})
                     if output is not None:
-                        write_vector(features, output)
+                        write_vector(features, output, layer, append)
                     if cog is not None:
                         cog.result()
             finally:
@@ -383,7 +430,8 @@ class Segmenter:
 def segment(scene: str | Path, expression: str, output: str | Path | None = None, *,
             prob: str | Path | None = None, model: str | Path | ReferringSegmenter = "tiny",
             checkpoint: str | Path | None = None, device: str = "auto", scheduler=None, compile_model: bool = False,
-            overwrite: bool = False, progress: ProgressCallback | None = None, **options) -> SegmentResult:
+            overwrite: bool = False, append: bool = False, layer: str | None = None,
+            progress: ProgressCallback | None = None, **options) -> SegmentResult:
     """One scene, one expression, in one call: a :class:`Segmenter` used once.
 
     ``options`` are the fields of :class:`SegmentOptions` (``bands``, ``tile_px``,
@@ -393,7 +441,8 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
     """
     opts = SegmentOptions.from_dict(options)
     text = validate_expression(expression)  # before a model loads: mistakes cost nothing
-    _check_outputs(scene, output, prob, overwrite)
+    _check_outputs(scene, output, prob, overwrite=overwrite, append=append, layer=layer)
     with Segmenter(model, checkpoint, device=device, options=opts, scheduler=scheduler,
                    compile_model=compile_model) as seg:
-        return seg.run(scene, text, output, prob=prob, overwrite=overwrite, progress=progress)
+        return seg.run(scene, text, output, prob=prob, overwrite=overwrite, append=append, layer=layer,
+                       progress=progress)

@@ -90,7 +90,11 @@ def segment(
     scheduler: Annotated[str | None, typer.Option(help="dask.distributed scheduler, e.g. tcp://head:8786")] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help=(
         "compile the model first (about 40 s on a CPU, then ~1.5× faster per tile): for large scenes"))] = False,
-    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace existing outputs (in a GeoPackage, the run's layer only)")
+                         ] = False,
+    append: Annotated[bool, typer.Option(help="add to an existing GeoPackage layer or Shapefile")] = False,
+    layer: Annotated[str | None, typer.Option(help="GeoPackage layer to write (default: the file's name); "
+                                                   "other layers are kept")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON document on stdout")] = False,
     progress: Annotated[ProgressMode, typer.Option(
         help="auto: a bar on a terminal; json: one JSON event per line on stderr; none")] = ProgressMode.auto,
@@ -102,6 +106,7 @@ def segment(
     stderr), 130 interrupted, 1 anything else.
     """
     from georefseg.api import Segmenter, SegmentOptions, validate_expression
+    from georefseg.raster import Scene
 
     report = _reporter(progress, quiet)
     _state["events"] = report if isinstance(report, JsonLines) else None
@@ -109,13 +114,16 @@ def segment(
             "probability": None if prob is None else str(prob), "model": model})
     options = SegmentOptions(bands=_bands(bands), tile_px=tile, overlap_px=overlap, batch_size=batch_size,
                              threshold=threshold, min_area_m2=min_area, simplify_m=simplify)
-    validate_expression(expression)  # a mistake costs no model load
+    validate_expression(expression)  # mistakes in the expression or the scene cost no model load
+    with Scene(scene, _bands(bands)):
+        pass
     try:
         with Segmenter(model, checkpoint, device=device, options=options, scheduler=scheduler,
                        compile_model=compile_model) as seg:
             if seg.dashboard_link:
                 report({"event": "cluster", "dashboard": seg.dashboard_link})
-            result = seg.run(scene, expression, output, prob=prob, overwrite=overwrite, progress=report)
+            result = seg.run(scene, expression, output, prob=prob, overwrite=overwrite, append=append, layer=layer,
+                             progress=report)
     finally:
         report.close()
     summary = result.to_dict()
@@ -149,7 +157,9 @@ def _print_summary(result, expression: str) -> None:
                           f"{c.x:.{digits}f}, {c.y:.{digits}f}")
         out.print(table)
     else:
-        out.print("No object passed the threshold; try a lower --threshold or another wording.")
+        min_area = result.options.min_area_m2
+        out.print(f"No object of at least {min_area:g} m² passed the threshold; try a lower --min-area or --threshold"
+                  if min_area > 0 else "No object passed the threshold; try a lower --threshold or another wording.")
     out.print(f"polygons: {result.output}" + (f"\nprobability: {result.probability}" if result.probability else ""))
 
 

@@ -12,6 +12,7 @@ import math
 import threading
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,6 @@ class Scene:
                              f"read: convert to one of {', '.join(SUPPORTED_DTYPES)}")
         self.bands = self._choose_bands(bands)
         self._local, self._count_lock = threading.local(), threading.Lock()
-        self.stats = self._compute_stats()
         self.windows_read = 0  # model inputs read: how often the engine went to the pixels
 
     # ------------------------------------------------------------------ bands
@@ -227,9 +227,11 @@ class Scene:
                     parts.append(data[:, valid])
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(self.bands), 0), np.float32)
 
-    def _compute_stats(self) -> BandStats:
+    @cached_property
+    def stats(self) -> BandStats:
         """Scene-wide normalisation: uint8 as is (0–255 → 0–1); other types stretched between
-        their 2nd and 98th percentiles over pixels sampled across the whole scene."""
+        their 2nd and 98th percentiles over pixels sampled across the whole scene. Computed on
+        first use (the header alone serves `georefseg info`, even when pixels are corrupt)."""
         pixels = self._sample_pixels()
         if self.dtype == "uint8":
             low, high = np.zeros(len(self.bands), np.float32), np.full(len(self.bands), 255.0, np.float32)

@@ -218,11 +218,17 @@ def test_error_classes_are_also_builtins(utm_scene, tmp_path):
         Segmenter(ColourModel(), checkpoint=utm_scene)
 
 
-def test_the_input_scene_is_never_an_output(utm_scene):
-    before = utm_scene.read_bytes()
-    with pytest.raises(OutputError, match="prob .* is the input scene"):
+def test_the_inputs_are_never_outputs(utm_scene, tmp_path, tiny_weights):
+    sidecar = utm_scene.with_name(utm_scene.name + ".aux.xml")
+    sidecar.write_text("<PAMDataset/>")
+    before = {p: p.read_bytes() for p in (utm_scene, sidecar, tiny_weights)}
+    with pytest.raises(OutputError, match="prob .* would write over .*utm.tif, which this run reads"):
         segment(utm_scene, "red", prob=utm_scene, overwrite=True, model=ColourModel())
-    assert utm_scene.read_bytes() == before
+    with pytest.raises(OutputError, match="prob .* would write over .*utm.tif.aux.xml"):
+        segment(utm_scene, "red", prob=sidecar, overwrite=True, model=ColourModel())
+    with pytest.raises(OutputError, match="would write over .*tiny_test.safetensors"):
+        Segmenter(tiny_weights, device="cpu").run(utm_scene, "red", tiny_weights, overwrite=True)
+    assert all(p.read_bytes() == b for p, b in before.items())
 
 
 def test_result_as_json_matches_the_written_layer(utm_scene, tmp_path):

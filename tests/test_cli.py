@@ -109,6 +109,12 @@ def test_info(capsys, scene, tiny_weights):
     assert json.loads(out)["tiles"]["tile"] == 256  # the weights' own tiling
 
 
+def test_info_reads_the_header_of_a_file_with_corrupt_pixels(capsys, real_scenes):
+    code, out, err = run_here(capsys, "info", str(real_scenes / "rasterio_edge_cases" / "corrupt.tif"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["width"] > 0
+
+
 def test_models_and_version(capsys):
     code, out, _ = run_here(capsys, "models", "--json")
     assert code == 0 and [m["name"] for m in json.loads(out)] == ["tiny", "rmsin"]
@@ -119,53 +125,104 @@ def test_models_and_version(capsys):
 
 
 def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str], str]]:
+    """At least 40 kinds of mistake, each with the words its one line must hold."""
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     existing = tmp_path / "exists.gpkg"
     existing.write_text("x")
     (tmp_path / "folder.gpkg").mkdir()
+    (tmp_path / "stray.dbf").write_bytes(b"someone's table")
+    (tmp_path / "empty.tif").write_bytes(b"")
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    other = tmp_path / "hf"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+    with rasterio.open(tmp_path / "nocrs.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as d:
+        d.write(np.zeros((1, 8, 8), np.uint8))
+    with rasterio.open(tmp_path / "complex.tif", "w", driver="GTiff", width=8, height=8, count=1,
+                       dtype="complex64", crs="EPSG:32633", transform=Affine(1, 0, 0, 0, -1, 0)) as d:
+        d.write(np.zeros((1, 8, 8), np.complex64))
     edge = real / "rasterio_edge_cases"
+    s = str(scene)
     return [
         (["segment", str(tmp_path / "missing.tif"), "x"], "does not exist"),
         (["segment", str(real / "README.md"), "x"], "not a raster"),
+        (["segment", str(tmp_path / "empty.tif"), "x"], "not a raster"),
+        (["segment", str(tmp_path), "x"], "is a folder, not a raster"),
         (["segment", str(edge / "corrupt.tif"), "x"], "corrupt or truncated"),
         (["segment", str(edge / "rotated.tif"), "x"], "no coordinate reference system"),
-        (["segment", str(scene), ""], "the EXPRESSION is empty"),
-        (["segment", str(scene), "tank " * 80], "characters long"),
-        (["segment", str(scene), "x", "-o", str(tmp_path / "o.kml")], "unknown output format"),
-        (["segment", str(scene), "x", "-o", str(blocker / "o.gpkg")], "cannot create the output folder"),
-        (["segment", str(scene), "x", "-o", str(tmp_path / "folder.gpkg"), "--overwrite"], "is a folder"),
-        (["segment", str(scene), "x", "--bands", "1,2,9"], "band 9 is out of range"),
-        (["segment", str(scene), "x", "--bands", "1,2"], "--bands takes 1 or 3 band numbers"),
-        (["segment", str(scene), "x", "-o", str(existing)], "replace it with --overwrite"),
-        (["segment", str(scene), "x", "--prob", str(scene), "--overwrite"], "--prob"),
-        (["segment", str(scene), "x", "--model", "nope"], "unknown --model 'nope': known models are tiny"),
-        (["segment", str(scene), "x", "--model", "rmsin"], "needs weights: pass --checkpoint"),
-        (["segment", str(scene), "x", "--checkpoint", str(tmp_path / "no.pth")], "--checkpoint"),
-        (["segment", str(scene), "x", "--device", "tpu"], "unknown --device 'tpu'"),
-        (["segment", str(scene), "x", "--threshold", "1.5"], "--threshold 1.5 must lie between 0 and 1"),
-        (["segment", str(scene), "x", "--min-area", "-1"], "--min-area -1.0 must be 0 or more"),
-        (["segment", str(scene), "x", "--tile", "100000"], "--tile 100000 is out of range"),
-        (["segment", str(scene), "x", "--tile", "128", "--overlap", "64"], "--overlap 64 must be"),
-        (["segment", str(scene), "x", "--batch-size", "0"], "--batch-size 0 must be at least 1"),
-        (["segment", str(scene), "x", "--scheduler", "not an address"], "--scheduler 'not an address' is not"),
+        (["segment", str(tmp_path / "nocrs.tif"), "x"], "no coordinate reference system"),
+        (["segment", str(tmp_path / "complex.tif"), "x"], "pixels of type complex64"),
+        (["segment", s, ""], "the EXPRESSION is empty"),
+        (["segment", s, "   "], "the EXPRESSION is empty"),
+        (["segment", s, "tank " * 80], "characters long"),
+        (["segment", s, "x", "-o", str(tmp_path / "o.kml")], "unknown output format '.kml'"),
+        (["segment", s, "x", "-o", str(tmp_path / "noext")], "unknown output format '(no extension)'"),
+        (["segment", s, "x", "-o", str(blocker / "o.gpkg")], "is a file"),
+        (["segment", s, "x", "-o", str(tmp_path / "folder.gpkg"), "--overwrite"], "is a folder"),
+        (["segment", s, "x", "-o", str(existing)], "replace it with --overwrite"),
+        (["segment", s, "x", "-o", str(tmp_path / "stray.shp")], "stray.dbf already exists"),
+        (["segment", s, "x", "-o", s, "--overwrite"], "would write over"),
+        (["segment", s, "x", "--prob", s, "--overwrite"], "--prob"),
+        (["segment", s, "x", "--prob", str(tmp_path / "p.png")], "name it *.tif"),
+        (["segment", s, "x", "--prob", str(tmp_path / "folder.gpkg")], "name it *.tif"),
+        (["segment", s, "x", "-o", str(tmp_path / "o.geojson"), "--append"], "--append works with .gpkg"),
+        (["segment", s, "x", "--append", "--overwrite"], "--append and overwrite exclude"),
+        (["segment", s, "x", "-o", str(tmp_path / "o.geojson"), "--layer", "a"], "--layer names a layer"),
+        (["segment", s, "x", "--bands", "1,2,9"], "band 9 is out of range"),
+        (["segment", s, "x", "--bands", "0,1,2"], "band 0 is out of range"),
+        (["segment", s, "x", "--bands", "1,2"], "--bands takes 1 or 3 band numbers"),
+        (["segment", s, "x", "--bands", "a,b,c"], "--bands 'a,b,c': give band numbers"),
+        (["segment", s, "x", "--model", "nope"], "unknown --model 'nope': known models are tiny"),
+        (["segment", s, "x", "--model", str(tmp_path / "gone.safetensors")], "--model"),
+        (["segment", s, "x", "--model", str(tmp_path / "junk.pth")], "is not weights any known model reads"),
+        (["segment", s, "x", "--model", str(other)], "model_type 'bert'"),
+        (["segment", s, "x", "--model", "rmsin"], "needs weights: pass --checkpoint"),
+        (["segment", s, "x", "--checkpoint", str(tmp_path / "no.pth")], "--checkpoint"),
+        (["segment", s, "x", "--checkpoint", str(tmp_path / "broken.safetensors")], "holds no tiny weights"),
+        (["segment", s, "x", "--model", "nope", "--checkpoint", str(tmp_path / "junk.pth")], "unknown --model"),
+        (["segment", s, "x", "--device", "tpu"], "unknown --device 'tpu'"),
+        (["segment", s, "x", "--device", "cuda:0"], "no CUDA GPU"),
+        (["segment", s, "x", "--threshold", "1.5"], "--threshold 1.5 must lie between 0 and 1"),
+        (["segment", s, "x", "--threshold", "0"], "--threshold 0.0 must lie between 0 and 1"),
+        (["segment", s, "x", "--min-area", "-1"], "--min-area -1.0 must be 0 or more"),
+        (["segment", s, "x", "--simplify", "-2"], "--simplify -2.0 must be 0 or more"),
+        (["segment", s, "x", "--tile", "0"], "--tile 0 is out of range"),
+        (["segment", s, "x", "--tile", "31"], "--tile 31 is out of range"),
+        (["segment", s, "x", "--tile", "100000"], "--tile 100000 is out of range"),
+        (["segment", s, "x", "--tile", "128", "--overlap", "64"], "--overlap 64 must be"),
+        (["segment", s, "x", "--overlap", "-1"], "--overlap -1 must be"),
+        (["segment", s, "x", "--batch-size", "0"], "--batch-size 0 must be at least 1"),
+        (["segment", s, "x", "--scheduler", "not an address"], "--scheduler 'not an address' is not"),
+        (["info", str(tmp_path / "missing.tif")], "does not exist"),
+        (["info", s, "--model", "nope"], "unknown --model 'nope'"),
     ]
 
 
+def _hashes(folder: Path) -> dict[Path, str]:
+    import hashlib
+
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def test_bad_input_gets_one_line_and_exit_2(capsys, tmp_path, scene, real_scenes):
-    before = {p: p.read_bytes() for p in (scene,)}
-    for args, words in _bad_cases(tmp_path, scene, real_scenes):
-        argv = [*args, "-o", str(tmp_path / "out.gpkg")] if "-o" not in args else args
+    """Every mistake: exit 2, one line naming the flag, no traceback, nothing written or changed."""
+    cases = _bad_cases(tmp_path, scene, real_scenes)
+    assert len(cases) >= 40
+    before, scene_before = _hashes(tmp_path), _hashes(scene.parent)
+    paths = set(tmp_path.rglob("*"))
+    for args, words in cases:
+        argv = [*args, "-o", str(tmp_path / "out.gpkg")] if args[0] == "segment" and "-o" not in args else args
         code, out, err = run_here(capsys, *argv)
         assert code == 2, (args, err)
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert len(lines) == 1, (args, err)
         assert words in lines[0] and lines[0].startswith("error:"), (words, lines[0])
-        assert out == ""
-    assert not (tmp_path / "out.gpkg").exists()
-    assert (tmp_path / "exists.gpkg").read_text() == "x"
-    assert all(p.read_bytes() == b for p, b in before.items())
-    assert not [p for p in tmp_path.rglob(".georefseg-*")]
+        assert "Traceback" not in err and out == ""
+        assert _hashes(tmp_path) == before, args  # no file written, none changed
+        assert set(tmp_path.rglob("*")) == paths, args  # no folder left either
+    assert _hashes(scene.parent) == scene_before
 
 
 def test_usage_errors_exit_2(capsys, scene):
@@ -232,4 +289,4 @@ def test_interrupted_run_exits_130_and_leaves_nothing(tmp_path):
         assert proc.wait(timeout=120) == 130, rest
         last = json.loads(rest.strip().splitlines()[-1])
         assert last["event"] == "error" and last["exit_code"] == 130 and "interrupted" in last["message"]
-        assert list(out.iterdir()) == []  # neither output, nor a .georefseg-* folder
+        assert not out.exists()  # no output, no .georefseg-* folder, not even the folder the run made
