@@ -18,9 +18,12 @@ from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
+import pyogrio
 import rasterio
+from pyproj import CRS
+from pyproj.exceptions import CRSError
 
-from georefseg.errors import InputError, OutputError, SchedulerError
+from georefseg.errors import InputError, InputNotFoundError, OutputError, SchedulerError
 from georefseg.grounding import Grounded, parse_expression, rank_candidates
 from georefseg.models.base import ReferringSegmenter
 from georefseg.models.device import compile_for_inference
@@ -187,6 +190,32 @@ def _inputs_of(scene: str | Path, weights: Path | None) -> set[Path]:
     return {p.resolve() for p in found if p.exists()}
 
 
+def _region(bbox, bbox_crs, aoi) -> tuple | None:
+    """(bounds, crs) of the part of a scene to map, from ``bbox`` or an ``aoi`` file; None: all."""
+    if bbox is not None and aoi is not None:
+        raise InputError("{param} and aoi both say which part to map: give one", param="bbox")
+    if aoi is not None:
+        if not Path(aoi).exists():
+            raise InputNotFoundError(f"{{param}} {aoi} does not exist", param="aoi")
+        try:
+            info = pyogrio.read_info(aoi)
+        except (pyogrio.errors.DataSourceError, OSError) as exc:
+            raise InputError(f"{{param}} {aoi} is not a vector file GDAL can read ({exc})", param="aoi") from exc
+        if not info.get("features") or info.get("total_bounds") is None:
+            raise InputError(f"{{param}} {aoi} has no features to take an extent from", param="aoi")
+        return tuple(info["total_bounds"]), info["crs"]
+    if bbox is None:
+        return None
+    if len(bbox) != 4:
+        raise InputError(f"{{param}} takes four numbers, west,south,east,north (got {len(bbox)})", param="bbox")
+    if bbox_crs is not None:
+        try:
+            CRS.from_user_input(bbox_crs)
+        except CRSError as exc:
+            raise InputError(f"{{param}} {bbox_crs!r} is not a CRS: give e.g. EPSG:4326", param="bbox_crs") from exc
+    return tuple(bbox), bbox_crs
+
+
 def _check_outputs(scene: str | Path, output, prob, *, overwrite: bool, append: bool = False,
                    layer: str | None = None, weights: Path | None = None) -> None:
     """Everything about the outputs that can be refused before any work."""
@@ -315,7 +344,9 @@ class Segmenter:
 
     def run(self, scene: str | Path, expression: str, output: str | Path | None = None, *,
             prob: str | Path | None = None, overwrite: bool = False, append: bool = False,
-            layer: str | None = None, progress: ProgressCallback | None = None) -> SegmentResult:
+            layer: str | None = None, bbox: tuple[float, float, float, float] | None = None,
+            bbox_crs=None, aoi: str | Path | None = None,
+            progress: ProgressCallback | None = None) -> SegmentResult:
         """Find the object(s) an expression refers to in one georeferenced scene.
 
         Parameters
@@ -341,6 +372,13 @@ class Segmenter:
             Add the features to an existing GeoPackage layer or Shapefile.
         layer
             The GeoPackage layer to write (default: the file's stem); other layers are kept.
+        bbox, bbox_crs
+            Map only this part of the scene: (west, south, east, north) in ``bbox_crs`` (any
+            pyproj CRS; default the scene's). The probability raster then covers that window;
+            words such as "in the upper left" refer to it.
+        aoi
+            A vector file (any OGR format) whose features' bounds are the part to map, in the
+            file's own CRS.
         progress
             Called with event dicts: ``{"event": "phase", "phase": NAME}`` as each stage
             starts (open, infer, vectorize, ground, write) and ``{"event": "tiles", "done":
@@ -349,20 +387,24 @@ class Segmenter:
         t_start = time.perf_counter()
         text = validate_expression(expression)
         _check_outputs(scene, output, prob, overwrite=overwrite, append=append, layer=layer, weights=self.weights)
+        region = _region(bbox, bbox_crs, aoi)
         created = [folder for p in (output, prob) if p is not None for folder in make_folders(p)]
         try:
-            return self._run(scene, text, output, prob, layer, append, progress or _ignore, t_start)
+            return self._run(scene, text, output, prob, layer, append, region, progress or _ignore, t_start)
         except BaseException:
             remove_folders(created)  # a failed run leaves no folder it made
             raise
 
     def _run(self, scene: str | Path, text: str, output: str | Path | None, prob: str | Path | None,
-             layer: str | None, append: bool, emit: ProgressCallback, t_start: float) -> SegmentResult:
+             layer: str | None, append: bool, region: tuple | None, emit: ProgressCallback,
+             t_start: float) -> SegmentResult:
         outputs = [Path(p) for p in (output, prob) if p is not None]
         opts = self.options
         timings: dict[str, float] = {}
         emit({"event": "phase", "phase": "open"})
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), Scene(scene, list(opts.bands) if opts.bands else None) as sc:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), \
+                Scene(scene, list(opts.bands) if opts.bands else None) as whole, \
+                (whole.crop(*region) if region else whole) as sc:
             sc.stats  # noqa: B018 - scene statistics once, here, before tiles are read in parallel
             t_open = time.perf_counter()
             timings["open_s"] = t_open - t_start
@@ -371,7 +413,7 @@ class Segmenter:
             phrases = query.phrases()  # the subject first, then each anchor once
             workdir = working_folder(outputs[0].parent if outputs else None)
             try:
-                emit({"event": "phase", "phase": "infer"})
+                emit({"event": "phase", "phase": "infer", "phrases": phrases})
                 raw = [workdir / f"probability_{i}.tif" for i in range(len(phrases))]
                 timer = BatchTimer()
                 skipped = self._blend(sc, grid, phrases, raw, timer, emit)
@@ -431,6 +473,7 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
             prob: str | Path | None = None, model: str | Path | ReferringSegmenter = "tiny",
             checkpoint: str | Path | None = None, device: str = "auto", scheduler=None, compile_model: bool = False,
             overwrite: bool = False, append: bool = False, layer: str | None = None,
+            bbox: tuple[float, float, float, float] | None = None, bbox_crs=None, aoi: str | Path | None = None,
             progress: ProgressCallback | None = None, **options) -> SegmentResult:
     """One scene, one expression, in one call: a :class:`Segmenter` used once.
 
@@ -444,5 +487,5 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
     _check_outputs(scene, output, prob, overwrite=overwrite, append=append, layer=layer)
     with Segmenter(model, checkpoint, device=device, options=opts, scheduler=scheduler,
                    compile_model=compile_model) as seg:
-        return seg.run(scene, text, output, prob=prob, overwrite=overwrite, append=append, layer=layer,
-                       progress=progress)
+        return seg.run(scene, text, output, prob=prob, overwrite=overwrite, append=append, layer=layer, bbox=bbox,
+                       bbox_crs=bbox_crs, aoi=aoi, progress=progress)

@@ -55,6 +55,16 @@ def _bands(value: str | None) -> list[int] | None:
                          param="bands") from exc
 
 
+def _numbers(value: str | None, param: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError as exc:
+        raise InputError(f"{{param}} {value!r}: give numbers separated by commas, e.g. 10.1,50.2,10.3,50.4",
+                         param=param) from exc
+
+
 class ProgressMode(str, Enum):
     auto = "auto"
     json = "json"
@@ -95,6 +105,11 @@ def segment(
     append: Annotated[bool, typer.Option(help="add to an existing GeoPackage layer or Shapefile")] = False,
     layer: Annotated[str | None, typer.Option(help="GeoPackage layer to write (default: the file's name); "
                                                    "other layers are kept")] = None,
+    bbox: Annotated[str | None, typer.Option(help="map only this part: west,south,east,north (in --bbox-crs)")
+                    ] = None,
+    bbox_crs: Annotated[str | None, typer.Option(help="CRS of --bbox, e.g. EPSG:4326 (default: the scene's)")
+                        ] = None,
+    aoi: Annotated[Path | None, typer.Option(help="map only the extent of this vector file's features")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON document on stdout")] = False,
     progress: Annotated[ProgressMode, typer.Option(
         help="auto: a bar on a terminal; json: one JSON event per line on stderr; none")] = ProgressMode.auto,
@@ -118,12 +133,14 @@ def segment(
     with Scene(scene, _bands(bands)):
         pass
     try:
-        with Segmenter(model, checkpoint, device=device, options=options, scheduler=scheduler,
-                       compile_model=compile_model) as seg:
+        with report.loading(model):
+            seg = Segmenter(model, checkpoint, device=device, options=options, scheduler=scheduler,
+                            compile_model=compile_model)
+        with seg:
             if seg.dashboard_link:
                 report({"event": "cluster", "dashboard": seg.dashboard_link})
             result = seg.run(scene, expression, output, prob=prob, overwrite=overwrite, append=append, layer=layer,
-                             progress=report)
+                             bbox=_numbers(bbox, "bbox"), bbox_crs=bbox_crs, aoi=aoi, progress=report)
     finally:
         report.close()
     summary = result.to_dict()
@@ -142,6 +159,10 @@ def _print_summary(result, expression: str) -> None:
               f"in {result.timings['total_s']:.1f} s ({result.tiles} tiles"
               + (f", {passes} phrases in one pass" if passes > 1 else "")
               + f", {result.tiles_skipped} skipped as nodata, model {result.model})")
+    scene = result.scene
+    names = [scene["colour_interpretation"][b - 1] for b in scene["model_bands"]]
+    out.print(f"read bands {','.join(map(str, scene['model_bands']))} ({', '.join(names)}) of {scene['path']}",
+              highlight=False)
     grounding = result.grounding
     if grounding.get("query"):
         out.print(f"judged over the whole scene: {grounding['query']}")

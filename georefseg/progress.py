@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import TextIO
 
 from rich.console import Console
@@ -27,6 +28,11 @@ class JsonLines:
     def __call__(self, event: dict) -> None:
         self.stream.write(json.dumps({**event, "t": round(time.perf_counter() - self.t0, 3)}) + "\n")
         self.stream.flush()
+
+    def loading(self, what: str) -> AbstractContextManager:
+        """Say that ``what`` (the model) is loading: a ``load`` phase event."""
+        self({"event": "phase", "phase": "load", "model": what})
+        return nullcontext()
 
     def close(self) -> None:
         """Nothing is held open: each line is already flushed."""
@@ -46,12 +52,18 @@ class RichBar:
     def __call__(self, event: dict) -> None:
         kind = event.get("event")
         if kind == "phase":
-            self.bar.update(self.task, phase=event["phase"])
+            phrases = event.get("phrases", [])
+            words = f" ({len(phrases)} phrases: {', '.join(phrases)})" if len(phrases) > 1 else ""
+            self.bar.update(self.task, phase=event["phase"] + words)
         elif kind == "tiles":
             if not self.started:
                 self.bar.start()
                 self.started = True
             self.bar.update(self.task, completed=event["done"], total=event["total"])
+
+    def loading(self, what: str) -> AbstractContextManager:
+        """A spinner while ``what`` (the model) loads: erased when done, silent off a terminal."""
+        return self.bar.console.status(f"loading {what}…")
 
     def close(self) -> None:
         self.bar.stop()
@@ -62,6 +74,9 @@ class Silent:
 
     def __call__(self, event: dict) -> None:
         pass
+
+    def loading(self, what: str) -> AbstractContextManager:
+        return nullcontext()
 
     def close(self) -> None:
         pass

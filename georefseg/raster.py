@@ -8,6 +8,7 @@ same way: per-tile statistics would make each tile look different and leave seam
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import warnings
@@ -18,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from pyproj import CRS, Geod
+from pyproj import CRS, Geod, Transformer
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-from rasterio.windows import Window
+from rasterio.windows import Window, from_bounds
 
 from georefseg.errors import InputError, InputNotFoundError
 
@@ -82,6 +83,7 @@ class Scene:
         self.bands = self._choose_bands(bands)
         self._local, self._count_lock = threading.local(), threading.Lock()
         self.windows_read = 0  # model inputs read: how often the engine went to the pixels
+        self.offset = (0, 0)  # (col, row) of pixel (0, 0) in the file: non-zero for a crop
 
     # ------------------------------------------------------------------ bands
 
@@ -185,6 +187,38 @@ class Scene:
             valid = valid & np.isfinite(data).all(axis=0)
         return data, valid
 
+    def crop(self, bounds: tuple[float, float, float, float], crs=None) -> Scene:
+        """The part of the scene inside ``bounds`` (west, south, east, north in ``crs``, default
+        the scene's CRS), as a scene of its own: its grid starts at the crop's corner, its
+        normalisation is the whole scene's (so a crop's pixels read as in a full run).
+
+        Errors name ``bbox``: bounds that are not west < east and south < north, or that miss
+        the scene."""
+        west, south, east, north = (float(v) for v in bounds)
+        if not (west < east and south < north):
+            raise InputError(f"{{param}} {west},{south},{east},{north} must be west,south,east,north with "
+                             "west < east and south < north", param="bbox")
+        if self.is_rotated:
+            raise InputError("{param} needs a north-up scene; this one has a rotated grid: map all of it",
+                             param="bbox")
+        if crs is not None and CRS.from_user_input(crs) != self.crs:
+            west, south, east, north = Transformer.from_crs(crs, self.crs, always_xy=True).transform_bounds(
+                west, south, east, north, densify_pts=21)
+        win = from_bounds(west, south, east, north, transform=self.transform).round_offsets().round_lengths()
+        col0, row0 = max(0, int(win.col_off)), max(0, int(win.row_off))
+        col1 = min(self.width, int(win.col_off + win.width))
+        row1 = min(self.height, int(win.row_off + win.height))
+        if col1 - col0 < 1 or row1 - row0 < 1:
+            raise InputError(f"{{param}} {bounds} does not overlap the scene, whose bounds are "
+                             f"{[round(v, 6) for v in self.bounds]} in {self.crs.to_string()}", param="bbox")
+        self.stats  # noqa: B018 - the whole scene's, computed before the view shares them
+        view = copy.copy(self)
+        view.__setstate__(self.__getstate__())
+        view.windows_read, view.offset = 0, (self.offset[0] + col0, self.offset[1] + row0)
+        view.width, view.height = col1 - col0, row1 - row0
+        view.transform = self.transform * Affine.translation(col0, row0)
+        return view
+
     def read(self, window: Window) -> tuple[np.ndarray | None, np.ndarray]:
         """Model input for a window: 3×h×w float32 in [0, 1] and its validity mask.
 
@@ -193,6 +227,7 @@ class Scene:
         """
         with self._count_lock:
             self.windows_read += 1
+        window = Window(window.col_off + self.offset[0], window.row_off + self.offset[1], window.width, window.height)
         valid = self.read_mask(window)
         if not valid.any():
             return None, valid

@@ -249,3 +249,31 @@ def test_compiled_model_gives_the_eager_result(utm_scene, tmp_path):
     with rasterio.open(tmp_path / "eager.tif") as a, rasterio.open(tmp_path / "compiled.tif") as b:
         assert np.abs(a.read(1) - b.read(1)).max() < 1e-5
     assert compiled.features.geometry.iloc[0].equals(eager.features.geometry.iloc[0])
+
+
+def test_bbox_maps_only_that_part_in_ground_coordinates(tmp_path):
+    # two red roofs: rows 20–60 / cols 30–70 (west) and rows 200–240 / cols 300–340 (east)
+    img = scene_with_square(300, 400, (20, 60, 30, 70))
+    img[:, 200:240, 300:340] = np.array([230, 25, 25], np.uint8)[:, None, None]
+    path = write_scene(tmp_path / "two.tif", img, "EPSG:32633", UTM)
+    east = box(500000 + 0.5 * 300, 4000000 - 0.5 * 240, 500000 + 0.5 * 340, 4000000 - 0.5 * 200)
+    # the bbox in lon/lat: the east roof's bounds grown by 5 m, reprojected
+    to_geo = Transformer.from_crs(32633, 4326, always_xy=True)
+    west, south, east_x, north = to_geo.transform_bounds(*east.buffer(5).bounds)
+    res = segment(path, "red", tmp_path / "o.gpkg", prob=tmp_path / "p.tif", model=ColourModel(),
+                  bbox=(west, south, east_x, north), bbox_crs="EPSG:4326")
+    (geom,) = gpd.read_file(tmp_path / "o.gpkg").geometry
+    assert geom.symmetric_difference(east).area < 1e-6 and res.features["area_m2"].iloc[0] == pytest.approx(400.0)
+    with rasterio.open(tmp_path / "p.tif") as p:
+        assert p.crs.to_epsg() == 32633 and p.width < 400 and p.height < 300
+        col, row = ~p.transform * (east.centroid.x, east.centroid.y)
+        assert p.read(1)[int(row), int(col)] > 0.99
+    assert res.scene["width"] == p.width and res.windows_read == res.tiles
+    # an AOI file in its own CRS does the same
+    gpd.GeoDataFrame(geometry=[east.buffer(5)], crs=32633).to_crs(4326).to_file(tmp_path / "aoi.geojson")
+    again = segment(path, "red", model=ColourModel(), aoi=tmp_path / "aoi.geojson")
+    assert len(again.features) == 1 and again.features.geometry.iloc[0].symmetric_difference(east).area < 1e-6
+    with pytest.raises(InputError, match="bbox .* does not overlap the scene"):
+        segment(path, "red", model=ColourModel(), bbox=(0, 0, 1, 1), bbox_crs="EPSG:4326")
+    with pytest.raises(InputError, match="west < east"):
+        segment(path, "red", model=ColourModel(), bbox=(500100, 3999900, 500000, 4000000))

@@ -63,7 +63,8 @@ def test_json_result_and_progress_events_in_a_subprocess(tmp_path, tiny_weights,
     events = [json.loads(line) for line in r.stderr.splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "finished"
-    assert [e["phase"] for e in events if e["event"] == "phase"] == ["open", "infer", "vectorize", "ground", "write"]
+    assert [e["phase"] for e in events if e["event"] == "phase"] == ["load", "open", "infer", "vectorize", "ground",
+                                                                      "write"]
     ticks = [(e["done"], e["total"]) for e in events if e["event"] == "tiles"]
     assert ticks == [(i, 6) for i in range(1, 7)]
     assert events[-1]["feature_count"] == len(written) and all(e["t"] >= 0 for e in events)
@@ -195,6 +196,12 @@ def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str],
         (["segment", s, "x", "--overlap", "-1"], "--overlap -1 must be"),
         (["segment", s, "x", "--batch-size", "0"], "--batch-size 0 must be at least 1"),
         (["segment", s, "x", "--scheduler", "not an address"], "--scheduler 'not an address' is not"),
+        (["segment", s, "x", "--bbox", "1,2,3"], "--bbox takes four numbers"),
+        (["segment", s, "x", "--bbox", "a,b,c,d"], "--bbox 'a,b,c,d': give numbers"),
+        (["segment", s, "x", "--bbox", "0,0,1,1", "--bbox-crs", "EPSG:4326"], "does not overlap the scene"),
+        (["segment", s, "x", "--bbox", "0,0,1,1", "--bbox-crs", "NOPE"], "--bbox-crs 'NOPE' is not a CRS"),
+        (["segment", s, "x", "--aoi", str(tmp_path / "none.geojson")], "--aoi"),
+        (["segment", s, "x", "--aoi", str(blocker)], "is not a vector file"),
         (["info", str(tmp_path / "missing.tif")], "does not exist"),
         (["info", s, "--model", "nope"], "unknown --model 'nope'"),
     ]
