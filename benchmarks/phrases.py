@@ -30,13 +30,22 @@ def main() -> None:
     ap.add_argument("--model", default="tiny")
     args = ap.parse_args()
     net = load_model(args.model, device="cpu")
-    out = Path(tempfile.mkdtemp(prefix="georefseg-phrases-"))
+    with tempfile.TemporaryDirectory(prefix="georefseg-phrases-") as tmp:
+        rows = measure(args.scene, net, Path(tmp), args.repeats)
+    print("\n| expression | phrases | seconds | model s |")
+    print("|---|---|---|---|")
+    for text, k, took, model_s in rows:
+        print(f"| {text} | {k} | {took:.2f} | {model_s:.2f} |")
+
+
+def measure(scene: str, net, out: Path, repeats: int) -> list[tuple[str, int, float, float]]:
+    """(expression, phrases, best seconds, model seconds) for each expression."""
     rows = []
     for text in EXPRESSIONS:
         best = None
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             t0 = time.perf_counter()
-            res = segment(args.scene, text, out / "o.gpkg", prob=out / "p.tif", model=net, overwrite=True)
+            res = segment(scene, text, out / "o.gpkg", prob=out / "p.tif", model=net, overwrite=True)
             took = time.perf_counter() - t0
             if best is None or took < best[0]:
                 best = (took, res)
@@ -44,10 +53,7 @@ def main() -> None:
         rows.append((text, len(res.grounding.get("passes", [text])), took, res.timings.get("model_s", 0.0)))
         print(json.dumps({"expression": text, "seconds": round(took, 2), "timings": res.timings,
                           "passes": res.grounding.get("passes")}))
-    print("\n| expression | phrases | seconds | model s |")
-    print("|---|---|---|---|")
-    for text, k, took, model_s in rows:
-        print(f"| {text} | {k} | {took:.2f} | {model_s:.2f} |")
+    return rows
 
 
 if __name__ == "__main__":

@@ -290,12 +290,12 @@ class Segmenter:
         else:
             backend, weights = resolve(model, checkpoint)  # header checks only: cheap, and before any client
             self.weights = None if weights is None else weights.resolve()
-            self.model_name, tiling = backend.name, backend.tiling(weights)
-            spec = ModelSpec(backend.name, None if weights is None else str(weights.resolve()), device)
+            tiling = backend.tiling(weights)
+            spec = ModelSpec(backend.name, None if self.weights is None else str(self.weights), device)
+            # On a cluster the workers build the model; here it is only described.
             self.model = None if scheduler else load_model(backend.name, weights, device)
-            if self.model is not None:
-                self.model_name = self.model.name
-            device_type = self.model.device.type if self.model is not None else device.split(":")[0]
+            self.model_name = backend.name if self.model is None else self.model.name
+            device_type = device.split(":")[0] if self.model is None else self.model.device.type
         self.tile_px = self.options.tile_px or tiling[0]
         self.overlap_px = tiling[1] if self.options.overlap_px is None else self.options.overlap_px
         check_tiling(self.tile_px, self.overlap_px)
@@ -381,8 +381,8 @@ class Segmenter:
             file's own CRS.
         progress
             Called with event dicts: ``{"event": "phase", "phase": NAME}`` as each stage
-            starts (open, infer, vectorize, ground, write) and ``{"event": "tiles", "done":
-            N, "total": M}`` as tiles finish.
+            starts (open, infer — with the ``phrases`` asked —, vectorize, ground, write) and
+            ``{"event": "tiles", "done": N, "total": M}`` as tiles finish.
         """
         t_start = time.perf_counter()
         text = validate_expression(expression)
