@@ -42,7 +42,7 @@ from georefseg.raster import Scene
 from georefseg.runner import BatchTimer, DistributedRunner, LocalRunner, ModelSpec
 from georefseg.stitch import Stitcher
 from georefseg.tiling import MAX_TILE, TileGrid, check_tiling
-from georefseg.vectorize import Candidate, extract_candidates
+from georefseg.vectorize import Candidate, extract_candidates, refine
 
 MAX_EXPRESSION_CHARS = 300
 # GDAL's block cache, in bytes (rasterio reads a plain integer as bytes, so "256" would turn it
@@ -423,14 +423,16 @@ class Segmenter:
                 # The COG is encoded (GDAL, outside the GIL) while the candidates are vectorised.
                 with ThreadPoolExecutor(1, thread_name_prefix="georefseg-cog") as pool:
                     cog = None if prob is None else pool.submit(write_cog, raw[0], prob)
-                    # min_area_m2 and simplify_m shape the output, so they apply to the subject only.
                     found: dict[str, list[Candidate]] = {
-                        phrase: extract_candidates(str(path), opts.threshold, opts.min_area_m2 if i == 0 else 0.0,
-                                                   opts.simplify_m if i == 0 else 0.0, sc.pixel_size_m())
-                        for i, (phrase, path) in enumerate(zip(phrases, raw, strict=True))}
+                        phrase: extract_candidates(str(path), opts.threshold) for phrase, path in zip(phrases, raw,
+                                                                                                      strict=True)}
                     t_vec = time.perf_counter()
                     emit({"event": "phase", "phase": "ground"})
                     ranked = rank_candidates(found[phrases[0]], query, found, ~sc.transform, (sc.width, sc.height))
+                    # min_area_m2 and simplify_m shape what is written, after ranking: never the order.
+                    ranked = [Grounded(c, ranked[i].score, ranked[i].parts) for i, c in refine(
+                        [g.candidate for g in ranked], sc.crs, sc.transform, opts.min_area_m2, opts.simplify_m,
+                        sc.pixel_size_m())]
                     features = _features(ranked, text, Path(sc.path).name, self.model_name, sc.crs)
                     t_ground = time.perf_counter()
                     emit({"event": "phase", "phase": "write"})

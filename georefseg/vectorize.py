@@ -117,10 +117,9 @@ def ground_area_m2(geom: BaseGeometry, crs: CRS) -> float:
     return geom.area * unit * unit
 
 
-def extract_candidates(prob_path: str, threshold: float = 0.5, min_area_m2: float = 0.0,
-                       simplify_m: float = 0.0, pixel_size_m: tuple[float, float] = (1.0, 1.0),
-                       strip_rows: int | None = None) -> list[Candidate]:
-    """Connected regions of ``prob ≥ threshold`` as polygons in the raster's CRS.
+def extract_candidates(prob_path: str, threshold: float = 0.5, strip_rows: int | None = None) -> list[Candidate]:
+    """Connected regions of ``prob ≥ threshold`` as polygons in the raster's CRS, exact to the
+    pixel edges (what ranking sees; :func:`refine` shapes them for output afterwards).
 
     Parameters
     ----------
@@ -128,14 +127,6 @@ def extract_candidates(prob_path: str, threshold: float = 0.5, min_area_m2: floa
         A probability raster (float32, 0–1, NaN for nodata) on the scene's grid.
     threshold
         Probability (0–1) from which a pixel belongs to a region.
-    min_area_m2
-        Regions whose ground area is below this many m² are dropped (geodesic area for
-        geographic CRSs).
-    simplify_m
-        Outline simplification tolerance in metres on the ground (0: exact pixel edges;
-        topology, holes included, is preserved).
-    pixel_size_m
-        Ground size of one pixel (x, y) in metres, which converts ``simplify_m`` to pixels.
     strip_rows
         Rows read and labelled at once (pixels); by default strips hold about 4 million
         pixels, so memory does not grow with the scene.
@@ -143,7 +134,8 @@ def extract_candidates(prob_path: str, threshold: float = 0.5, min_area_m2: floa
     Returns
     -------
     list of Candidate
-        One per region, with its mean and peak probability, pixel count and area in m².
+        One per region, with its mean and peak probability, pixel count and area in m²
+        (geodesic for geographic CRSs).
     """
     with rasterio.open(prob_path) as src:
         crs, transform, height, width = CRS.from_user_input(src.crs), src.transform, src.height, src.width
@@ -153,17 +145,43 @@ def extract_candidates(prob_path: str, threshold: float = 0.5, min_area_m2: floa
             rows = min(strip_rows, height - row0)
             prob = src.read(1, window=Window(0, row0, width, rows))
             pieces += _strip_pieces(prob, row0, threshold, (row0 > 0, row0 + rows < height))
-    pieces = _merge_across_seams(pieces)
-    tolerance_px = simplify_m / min(pixel_size_m) if simplify_m > 0 else 0.0
     matrix = [transform.a, transform.b, transform.d, transform.e, transform.xoff, transform.yoff]
     out = []
-    for p in pieces:
-        geom = p.geom.simplify(tolerance_px, preserve_topology=True) if tolerance_px else p.geom
-        if geom.is_empty:
-            continue
-        geom = affinity.affine_transform(geom, matrix)
-        area = ground_area_m2(geom, crs)
-        if area < min_area_m2:
-            continue
-        out.append(Candidate(geom, p.prob_sum / max(p.pixels, 1), p.peak, p.pixels, area))
+    for p in _merge_across_seams(pieces):
+        geom = affinity.affine_transform(p.geom, matrix)
+        out.append(Candidate(geom, p.prob_sum / max(p.pixels, 1), p.peak, p.pixels, ground_area_m2(geom, crs)))
     return out
+
+
+def refine(candidates: list[Candidate], crs: CRS, transform: Affine, min_area_m2: float = 0.0,
+           simplify_m: float = 0.0, pixel_size_m: tuple[float, float] = (1.0, 1.0)) -> list[tuple[int, Candidate]]:
+    """Candidates as they are written, after ranking, so that neither option changes the order.
+
+    Parameters
+    ----------
+    candidates
+        Candidates in rank order, geometry in ``crs`` on the grid ``transform``.
+    min_area_m2
+        Candidates whose exact ground area is below this many m² are dropped.
+    simplify_m
+        Outline simplification tolerance in metres on the ground (0: exact pixel edges;
+        topology, holes included, is preserved); ``area_m2`` is then the simplified outline's.
+    pixel_size_m
+        Ground size of one pixel (x, y) in metres: metres become map units through it.
+
+    Returns
+    -------
+    list of (int, Candidate)
+        The kept candidates with their index in ``candidates``, in the same order.
+    """
+    # metres → pixels → map units: right for projected and geographic CRSs, rotated grids too
+    tolerance = simplify_m / min(pixel_size_m) * abs(transform.determinant) ** 0.5 if simplify_m > 0 else 0.0
+    kept = []
+    for i, c in enumerate(candidates):
+        if c.area_m2 < min_area_m2:
+            continue
+        if tolerance:
+            geom = c.geometry.simplify(tolerance, preserve_topology=True)
+            c = Candidate(geom, c.score, c.peak, c.pixels, ground_area_m2(geom, crs))
+        kept.append((i, c))
+    return kept

@@ -156,3 +156,26 @@ def test_a_two_anchor_expression_reads_each_tile_once(river_scene, tmp_path):
     assert result.grounding["passes"] == ["the red roof", "the blue river", "the yellow tank"]
     assert result.windows_read == result.tiles == 28  # 7 × 4 tiles of 128 px, each read once for 3 phrases
     assert result.grounding["found"] == {"the red roof": 3, "the blue river": 1, "the yellow tank": 0}
+
+
+def test_simplify_and_min_area_never_change_the_order(river_scene, tmp_path):
+    # A red disc (r = 12 px, 452 px²) and a red square (20 × 20 px = 400 px²) at 0.5 m: the disc is
+    # the largest; simplified by 2.5 m (5 px) first, it would shrink below the square.
+    img = np.full((3, 200, 300), 90, np.uint8)
+    yy, xx = np.mgrid[0:200, 0:300]
+    disc = (yy - 100) ** 2 + (xx - 60) ** 2 < 12**2
+    img[:, disc] = np.array([230, 25, 25], np.uint8)[:, None]
+    img[:, 90:110, 200:220] = np.array([230, 25, 25], np.uint8)[:, None, None]
+    path = write_scene(tmp_path / "disc.tif", img, "EPSG:32633", UTM)
+    exact = segment(path, "the largest red roof", model=WordColourModel()).features
+    shaped = segment(path, "the largest red roof", model=WordColourModel(), simplify_m=2.5).features
+    assert exact.geometry.iloc[0].centroid.x < 500050 and shaped.geometry.iloc[0].centroid.x < 500050  # the disc
+    assert list(shaped["score"]) == list(exact["score"])
+    assert shaped["area_m2"].iloc[0] < exact["area_m2"].iloc[1]  # simplified, the disc is smaller than the square
+    assert len(shaped.geometry.iloc[0].exterior.coords) < len(exact.geometry.iloc[0].exterior.coords)
+    # min_area drops the 100 m² roof (the one least near the river); the others keep their order
+    text = "the red roof near the blue river"
+    every = segment(river_scene, text, model=WordColourModel()).features
+    kept = segment(river_scene, text, model=WordColourModel(), min_area_m2=120.0).features
+    assert list(kept["area_m2"]) == [a for a in every["area_m2"] if a >= 120.0]
+    assert list(kept["rank"]) == [1, 2] and len(every) == 3

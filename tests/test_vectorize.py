@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rasterio
 import shapely
 from affine import Affine
 from fixtures import write_scene
 from pyproj import CRS, Transformer
 from shapely.geometry import Point, Polygon
 
-from georefseg.vectorize import extract_candidates, ground_area_m2
+from georefseg.vectorize import extract_candidates, ground_area_m2, refine
 
 UTM = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
 
@@ -47,9 +48,13 @@ def test_min_area_and_simplify_in_ground_units(tmp_path):
     prob = ((xx - 100) ** 2 + (yy - 100) ** 2 < 60**2).astype(np.float32)
     prob[10:12, 10:12] = 1  # 4 px = 1 m²
     path = _prob(tmp_path, prob)
-    assert len(extract_candidates(path)) == 2
-    (big,) = extract_candidates(path, min_area_m2=5)
-    (simple,) = extract_candidates(path, min_area_m2=5, simplify_m=1.0, pixel_size_m=(0.5, 0.5))
+    found = extract_candidates(path)
+    assert len(found) == 2
+    with rasterio.open(path) as src:
+        crs, transform = CRS.from_user_input(src.crs), src.transform
+    ((i, big),) = refine(found, crs, transform, min_area_m2=5)
+    ((j, simple),) = refine(found, crs, transform, min_area_m2=5, simplify_m=1.0, pixel_size_m=(0.5, 0.5))
+    assert i == j and found[i].area_m2 > 5
     assert len(simple.geometry.exterior.coords) < len(big.geometry.exterior.coords) / 3
     assert simple.area_m2 == pytest.approx(big.area_m2, rel=0.02)
 
