@@ -230,6 +230,7 @@ class DistributedRunner:
         pending = as_completed(first, loop=self.client.loop)
         for fut in pending:
             tiles, reads, logits, took = fut.result()
+            scene.windows_read += len(tiles)  # read on a worker, counted here
             timer.model_s += took
             timer.batches += logits is not None
             yield from _results(tiles, reads, logits)

@@ -30,6 +30,7 @@ def test_distributed_cluster_gives_the_threaded_result(scene, tmp_path, tiny_wei
     with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "remote.tif") as b:
         assert np.allclose(a.read(1), b.read(1), atol=1e-5)
     assert remote.tiles == local.tiles == 15  # 5 × 3 tiles of 128 px
+    assert remote.windows_read == local.windows_read == 15
     assert remote.timings["model_s"] > 0
 
 

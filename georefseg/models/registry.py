@@ -15,7 +15,7 @@ from pathlib import Path
 
 from georefseg.errors import ModelError, WeightsNotFoundError
 from georefseg.models import rmsin, tiny
-from georefseg.models.base import Backend, ReferringSegmenter, safetensors_metadata
+from georefseg.models.base import META_MODEL, Backend, ReferringSegmenter, safetensors_metadata
 from georefseg.models.device import place, resolve_device
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (tiny.BACKEND, rmsin.BACKEND)}
@@ -49,8 +49,9 @@ def _contents(path: Path) -> str:
         meta = safetensors_metadata(path)
         if meta is None:
             return "it is not a readable safetensors file"
-        return f"it is a safetensors file of model {meta['georefseg.model']!r}" if "georefseg.model" in meta else \
-            "it is a safetensors file without georefseg metadata or RMSIN keys"
+        if META_MODEL in meta:
+            return f"it is a safetensors file of model {meta[META_MODEL]!r}"
+        return "it is a safetensors file without georefseg metadata or RMSIN keys"
     return f"it is a {path.suffix or 'extensionless'} file of {path.stat().st_size} bytes"
 
 
