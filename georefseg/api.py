@@ -233,6 +233,22 @@ def _check_outputs(scene: str | Path, output, prob, *, overwrite: bool, append: 
         check_raster_writable(prob, overwrite)
 
 
+def check_request(scene: str | Path, expression: str, output: str | Path | None = None, *,
+                  prob: str | Path | None = None, overwrite: bool = False, append: bool = False,
+                  layer: str | None = None, bands: tuple[int, ...] | None = None,
+                  bbox: tuple[float, float, float, float] | None = None, bbox_crs=None,
+                  aoi: str | Path | None = None) -> str:
+    """Refuse, before any model loads, every mistake a run's arguments can hold (the same
+    parameters as :meth:`Segmenter.run`): the expression, the scene's header and bands, the
+    outputs, the part to map. Returns the cleaned expression. Reads headers only."""
+    text = validate_expression(expression)
+    with Scene(scene, list(bands) if bands else None):
+        pass
+    _check_outputs(scene, output, prob, overwrite=overwrite, append=append, layer=layer)
+    _region(bbox, bbox_crs, aoi)
+    return text
+
+
 def _features(ranked: list[Grounded], text: str, scene: str, model: str, crs) -> gpd.GeoDataFrame:
     """The polygon layer: fields expression, score, evidence, rank, area_m2, scene, model, with
     their types fixed, so that an empty result has the same schema as a full one."""
@@ -485,8 +501,8 @@ def segment(scene: str | Path, expression: str, output: str | Path | None = None
     scenes or expressions, hold one Segmenter instead: the model then loads once.
     """
     opts = SegmentOptions.from_dict(options)
-    text = validate_expression(expression)  # before a model loads: mistakes cost nothing
-    _check_outputs(scene, output, prob, overwrite=overwrite, append=append, layer=layer)
+    text = check_request(scene, expression, output, prob=prob, overwrite=overwrite, append=append, layer=layer,
+                         bands=opts.bands, bbox=bbox, bbox_crs=bbox_crs, aoi=aoi)
     with Segmenter(model, checkpoint, device=device, options=opts, scheduler=scheduler,
                    compile_model=compile_model) as seg:
         return seg.run(scene, text, output, prob=prob, overwrite=overwrite, append=append, layer=layer, bbox=bbox,

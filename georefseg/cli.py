@@ -120,8 +120,7 @@ def segment(
     Exit codes: 0 done (also when nothing matches), 2 a mistake in the input (one line on
     stderr), 130 interrupted, 1 anything else.
     """
-    from georefseg.api import Segmenter, SegmentOptions, validate_expression
-    from georefseg.raster import Scene
+    from georefseg.api import Segmenter, SegmentOptions, check_request
 
     report = _reporter(progress, quiet)
     _state["events"] = report if isinstance(report, JsonLines) else None
@@ -129,9 +128,9 @@ def segment(
             "probability": None if prob is None else str(prob), "model": model})
     options = SegmentOptions(bands=_bands(bands), tile_px=tile, overlap_px=overlap, batch_size=batch_size,
                              threshold=threshold, min_area_m2=min_area, simplify_m=simplify)
-    validate_expression(expression)  # mistakes in the expression or the scene cost no model load
-    with Scene(scene, _bands(bands)):
-        pass
+    region = {"bbox": _numbers(bbox, "bbox"), "bbox_crs": bbox_crs, "aoi": aoi}
+    outputs = {"prob": prob, "overwrite": overwrite, "append": append, "layer": layer}
+    check_request(scene, expression, output, bands=options.bands, **outputs, **region)  # no model load for a mistake
     try:
         with report.loading(model):
             seg = Segmenter(model, checkpoint, device=device, options=options, scheduler=scheduler,
@@ -139,8 +138,7 @@ def segment(
         with seg:
             if seg.dashboard_link:
                 report({"event": "cluster", "dashboard": seg.dashboard_link})
-            result = seg.run(scene, expression, output, prob=prob, overwrite=overwrite, append=append, layer=layer,
-                             bbox=_numbers(bbox, "bbox"), bbox_crs=bbox_crs, aoi=aoi, progress=report)
+            result = seg.run(scene, expression, output, **outputs, **region, progress=report)
     finally:
         report.close()
     summary = result.to_dict()
