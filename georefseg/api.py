@@ -237,14 +237,15 @@ def check_request(scene: str | Path, expression: str, output: str | Path | None 
                   prob: str | Path | None = None, overwrite: bool = False, append: bool = False,
                   layer: str | None = None, bands: tuple[int, ...] | None = None,
                   bbox: tuple[float, float, float, float] | None = None, bbox_crs=None,
-                  aoi: str | Path | None = None) -> str:
+                  aoi: str | Path | None = None, weights: Path | None = None) -> str:
     """Refuse, before any model loads, every mistake a run's arguments can hold (the same
-    parameters as :meth:`Segmenter.run`): the expression, the scene's header and bands, the
-    outputs, the part to map. Returns the cleaned expression. Reads headers only."""
+    parameters as :meth:`Segmenter.run`; ``weights``, a file the run reads, is protected like
+    the scene): the expression, the scene's header and bands, the outputs, the part to map.
+    Returns the cleaned expression. Reads headers only."""
     text = validate_expression(expression)
     with Scene(scene, list(bands) if bands else None):
         pass
-    _check_outputs(scene, output, prob, overwrite=overwrite, append=append, layer=layer)
+    _check_outputs(scene, output, prob, overwrite=overwrite, append=append, layer=layer, weights=weights)
     _region(bbox, bbox_crs, aoi)
     return text
 
@@ -401,8 +402,8 @@ class Segmenter:
             ``{"event": "tiles", "done": N, "total": M}`` as tiles finish.
         """
         t_start = time.perf_counter()
-        text = validate_expression(expression)
-        _check_outputs(scene, output, prob, overwrite=overwrite, append=append, layer=layer, weights=self.weights)
+        text = check_request(scene, expression, output, prob=prob, overwrite=overwrite, append=append, layer=layer,
+                             bands=self.options.bands, bbox=bbox, bbox_crs=bbox_crs, aoi=aoi, weights=self.weights)
         region = _region(bbox, bbox_crs, aoi)
         created = [folder for p in (output, prob) if p is not None for folder in make_folders(p)]
         try:

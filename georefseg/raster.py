@@ -212,8 +212,7 @@ class Scene:
             raise InputError(f"{{param}} {bounds} does not overlap the scene, whose bounds are "
                              f"{[round(v, 6) for v in self.bounds]} in {self.crs.to_string()}", param="bbox")
         self.stats  # noqa: B018 - the whole scene's, computed before the view shares them
-        view = copy.copy(self)
-        view.__setstate__(self.__getstate__())
+        view = copy.copy(self)  # through __getstate__/__setstate__: its own handles and lock
         view.windows_read, view.offset = 0, (self.offset[0] + col0, self.offset[1] + row0)
         view.width, view.height = col1 - col0, row1 - row0
         view.transform = self.transform * Affine.translation(col0, row0)
