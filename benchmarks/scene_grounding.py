@@ -48,7 +48,8 @@ def main() -> None:
             for sample in make_samples(scene, rng, n_present=2, p_absent=0.0, p_stuff=0.0):
                 target = affinity.affine_transform(sample.target[0].geometry, to_map)
                 for t in tiles:
-                    result = segment(path, sample.expression, model=net, tile_px=t, overlap_px=t // 4)
+                    result = segment(path, sample.expression, model=net, tile_px=t, overlap_px=t // 4,
+                                     candidates=True)  # every candidate, to see the rank-1 one
                     ranked = result.features.sort_values("rank").geometry
                     ious = [g.intersection(target).area / g.union(target).area for g in ranked]
                     scores[t].append((ious[0] if ious else 0.0, max(ious, default=0.0), sample.kinds))

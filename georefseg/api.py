@@ -23,9 +23,11 @@ import rasterio
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
+from georefseg.calibration import Calibration
 from georefseg.errors import InputError, InputNotFoundError, OutputError, SchedulerError
-from georefseg.grounding import Grounded, parse_expression, rank_candidates
-from georefseg.models.base import ReferringSegmenter
+from georefseg.expression import parse_expression
+from georefseg.grounding import Grounded, Grounding, ground
+from georefseg.models.base import ReferringSegmenter, min_object_px
 from georefseg.models.device import compile_for_inference
 from georefseg.models.registry import load_model, resolve
 from georefseg.outputs import (
@@ -79,9 +81,16 @@ class SegmentOptions:
     threshold
         Probability (0–1, exclusive) from which a pixel belongs to an object.
     min_area_m2
-        Objects smaller than this ground area in m² are dropped.
+        Objects smaller than this ground area in m² are not written; ``None``: the model's
+        smallest object (two output cells across, see
+        :func:`~georefseg.models.base.min_object_px`) at the scene's pixel size.
     simplify_m
         Outlines are simplified to this tolerance in metres on the ground (0: exact pixel edges).
+    candidates
+        Write every candidate, best first, with a ``selected`` field saying which the
+        expression refers to; by default only those are written.
+    max_features
+        Write at most this many features (``None``: no cap).
     """
 
     bands: tuple[int, ...] | None = None
@@ -89,8 +98,10 @@ class SegmentOptions:
     overlap_px: int | None = None
     batch_size: int | None = None
     threshold: float = 0.5
-    min_area_m2: float = 0.0
+    min_area_m2: float | None = None
     simplify_m: float = 0.0
+    candidates: bool = False
+    max_features: int | None = None
 
     def __post_init__(self) -> None:
         if self.bands is not None:
@@ -100,10 +111,11 @@ class SegmentOptions:
                          0 if self.overlap_px is None else self.overlap_px)
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"{{param}} {self.threshold} must lie between 0 and 1", param="threshold")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InputError(f"{{param}} {self.batch_size} must be at least 1", param="batch_size")
+        for name in ("batch_size", "max_features"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise InputError(f"{{param}} {getattr(self, name)} must be at least 1", param=name)
         for name in ("min_area_m2", "simplify_m"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise InputError(f"{{param}} {getattr(self, name)} must be 0 or more (a ground size)", param=name)
 
     def to_dict(self) -> dict:
@@ -143,18 +155,23 @@ class SegmentResult:
         total = self.timings.get("total_s", 0.0)
         return self.timings.get("model_s", 0.0) / total if total else 0.0
 
-    def to_dict(self, max_features: int = 100) -> dict:
+    @property
+    def message(self) -> str | None:
+        """Why nothing (or fewer than asked) was written, or which words could not be judged."""
+        return self.grounding.get("message")
+
+    def to_dict(self, listed: int = 100) -> dict:
         """The result as plain JSON types: what ``segment --json`` prints.
 
-        ``features`` lists the best ``max_features`` with rank, scores, area (m²), centroid
+        ``features`` lists the best ``listed`` with rank, selected, scores, area (m²), centroid
         and bounds in the scene's CRS; ``feature_count`` counts them all.
         """
         feats = []
-        for _, row in self.features.head(max_features).iterrows():
+        for _, row in self.features.head(listed).iterrows():
             c = row.geometry.centroid
-            feats.append({"rank": int(row["rank"]), "score": float(row["score"]), "evidence": float(row["evidence"]),
-                          "area_m2": float(row["area_m2"]), "centroid": [c.x, c.y],
-                          "bounds": list(row.geometry.bounds)})
+            feats.append({"rank": int(row["rank"]), "selected": bool(row["selected"]), "score": float(row["score"]),
+                          "evidence": float(row["evidence"]), "area_m2": float(row["area_m2"]),
+                          "centroid": [c.x, c.y], "bounds": list(row.geometry.bounds)})
         return {"output": None if self.output is None else str(self.output),
                 "probability": None if self.probability is None else str(self.probability),
                 "crs": self.scene.get("crs"), "feature_count": len(self.features), "features": feats,
@@ -250,17 +267,20 @@ def check_request(scene: str | Path, expression: str, output: str | Path | None 
     return text
 
 
-def _features(ranked: list[Grounded], text: str, scene: str, model: str, crs) -> gpd.GeoDataFrame:
-    """The polygon layer: fields expression, score, evidence, rank, area_m2, scene, model, with
-    their types fixed, so that an empty result has the same schema as a full one."""
-    n = len(ranked)
-    columns = {"expression": ([text] * n, "str"), "score": ([round(g.score, 4) for g in ranked], "float64"),
-               "evidence": ([round(g.candidate.score, 4) for g in ranked], "float64"),
-               "rank": (list(range(1, n + 1)), "int64"),
-               "area_m2": ([round(g.candidate.area_m2, 2) for g in ranked], "float64"),
+def _features(rows: list[tuple[int, Grounded, bool]], text: str, scene: str, model: str,
+              crs) -> gpd.GeoDataFrame:
+    """The polygon layer, from (rank, candidate, selected) rows: fields expression, rank,
+    selected, score, evidence, area_m2, scene, model, with their types fixed, so that an empty
+    result has the same schema as a full one."""
+    n = len(rows)
+    columns = {"expression": ([text] * n, "str"), "rank": ([r for r, _, _ in rows], "int64"),
+               "selected": ([s for _, _, s in rows], "bool"),
+               "score": ([round(g.score, 4) for _, g, _ in rows], "float64"),
+               "evidence": ([round(g.parts["evidence"], 4) for _, g, _ in rows], "float64"),
+               "area_m2": ([round(g.candidate.area_m2, 2) for _, g, _ in rows], "float64"),
                "scene": ([scene] * n, "str"), "model": ([model] * n, "str")}
     return gpd.GeoDataFrame({k: pd.Series(v, dtype=t) for k, (v, t) in columns.items()},
-                            geometry=gpd.GeoSeries([g.candidate.geometry for g in ranked], crs=crs))
+                            geometry=gpd.GeoSeries([g.candidate.geometry for _, g, _ in rows], crs=crs))
 
 
 class Segmenter:
@@ -286,13 +306,17 @@ class Segmenter:
         Compile the model with TorchInductor (see
         :func:`georefseg.models.device.compile_for_inference`): about 1.5× faster per tile on
         a CPU after some 40 s of compiling, so worth it for large scenes or many of them.
+    calibration
+        How raw scores map to calibrated ones, and the selection cut-offs
+        (:class:`~georefseg.calibration.Calibration`); ``None``: the one stored with the
+        weights (``NAME.calibration.json`` beside them), else uncalibrated.
 
     Use it as a context manager, or call :meth:`close` (it closes the client it opened).
     """
 
     def __init__(self, model: str | Path | ReferringSegmenter = "tiny", checkpoint: str | Path | None = None, *,
                  device: str = "auto", options: SegmentOptions | None = None, scheduler=None,
-                 compile_model: bool = False):
+                 compile_model: bool = False, calibration: Calibration | None = None):
         self.options = options or SegmentOptions()
         self._client, self._own_client = None, False
         if isinstance(model, ReferringSegmenter):
@@ -302,17 +326,20 @@ class Segmenter:
             self.model: ReferringSegmenter | None = model
             self.weights: Path | None = None
             self.model_name, tiling = model.name, (model.tile_size, model.min_overlap)
+            self.calibration, self.min_object_px = model.calibration, model.min_object_px
             device_type = model.device.type
             spec: ModelSpec | ReferringSegmenter = model
         else:
             backend, weights = resolve(model, checkpoint)  # header checks only: cheap, and before any client
             self.weights = None if weights is None else weights.resolve()
             tiling = backend.tiling(weights)
+            self.calibration, self.min_object_px = backend.calibration(weights), min_object_px(backend.output_stride)
             spec = ModelSpec(backend.name, None if self.weights is None else str(self.weights), device)
             # On a cluster the workers build the model; here it is only described.
             self.model = None if scheduler else load_model(backend.name, weights, device)
             self.model_name = backend.name if self.model is None else self.model.name
             device_type = device.split(":")[0] if self.model is None else self.model.device.type
+        self.calibration = calibration or self.calibration
         self.tile_px = self.options.tile_px or tiling[0]
         self.overlap_px = tiling[1] if self.options.overlap_px is None else self.options.overlap_px
         check_tiling(self.tile_px, self.overlap_px)
@@ -445,12 +472,11 @@ class Segmenter:
                                                                                                       strict=True)}
                     t_vec = time.perf_counter()
                     emit({"event": "phase", "phase": "ground"})
-                    ranked = rank_candidates(found[phrases[0]], query, found, ~sc.transform, (sc.width, sc.height))
-                    # min_area_m2 and simplify_m shape what is written, after ranking: never the order.
-                    ranked = [Grounded(c, ranked[i].score, ranked[i].parts) for i, c in refine(
-                        [g.candidate for g in ranked], sc.crs, sc.transform, opts.min_area_m2, opts.simplify_m,
-                        sc.pixel_size_m())]
-                    features = _features(ranked, text, Path(sc.path).name, self.model_name, sc.crs)
+                    chosen = ground(found[phrases[0]], query, found, to_pixels=~sc.transform,
+                                    size=(sc.width, sc.height), min_object_px=self.min_object_px,
+                                    calibration=self.calibration)
+                    rows, notes = self._written(chosen, sc)
+                    features = _features(rows, text, Path(sc.path).name, self.model_name, sc.crs)
                     t_ground = time.perf_counter()
                     emit({"event": "phase", "phase": "write"})
                     if output is not None:
@@ -467,9 +493,33 @@ class Segmenter:
             features=features, output=None if output is None else Path(output),
             probability=None if prob is None else Path(prob), scene=info, model=self.model_name,
             tiles=len(grid), tiles_skipped=skipped, windows_read=reads, options=opts,
-            grounding={"query": query.describe() if query.scene_level else None, "passes": phrases,
-                       "found": {p: len(c) for p, c in found.items()}},
+            grounding={"reading": query.to_dict(), "passes": phrases,
+                       "found": {p: len(c) for p, c in found.items()}, "anchors_found": chosen.anchors,
+                       "number": query.number, "candidates": len(chosen.ranked),
+                       "selected": int(sum(chosen.selected)), "written": len(features),
+                       "min_area_m2": notes["min_area_m2"], "message": notes["message"],
+                       "calibration": self.calibration.source,
+                       "cutoffs": {"one": self.calibration.select_one, "all": self.calibration.select_all}},
             timings={k: round(v, 3) for k, v in timings.items()})
+
+    def _written(self, chosen: Grounding, sc: Scene) -> tuple[list[tuple[int, Grounded, bool]], dict]:
+        """What is written, as (rank, candidate, selected) rows: min_area_m2 and simplify_m shape
+        it after ranking (never the order), then only the selected are kept (all with
+        ``candidates``), at most ``max_features``."""
+        opts = self.options
+        pixel = sc.pixel_size_m()
+        min_area = opts.min_area_m2 if opts.min_area_m2 is not None else self.min_object_px * pixel[0] * pixel[1]
+        kept = refine([g.candidate for g in chosen.ranked], sc.crs, sc.transform, min_area, opts.simplify_m, pixel)
+        rows = [(i + 1, Grounded(c, chosen.ranked[i].score, chosen.ranked[i].raw, chosen.ranked[i].parts),
+                 chosen.selected[i]) for i, c in kept]
+        message = chosen.message
+        if not opts.candidates:
+            rows = [r for r in rows if r[2]]
+            dropped = sum(chosen.selected) - len(rows)
+            if dropped:
+                message = "; ".join(filter(None, [message, f"{dropped} selected smaller than {min_area:g} m² "
+                                                           "(min_area_m2) not written"]))
+        return rows[:opts.max_features], {"min_area_m2": round(min_area, 3), "message": message}
 
     def _blend(self, sc: Scene, grid: TileGrid, phrases: list[str], raw: list[Path], timer: BatchTimer,
                emit: ProgressCallback) -> int:

@@ -95,8 +95,14 @@ def segment(
     overlap: Annotated[int | None, typer.Option(help="pixels shared by neighbouring tiles (default: model's)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="tiles per model call (default: 1 on CPU, 8 on GPU)")] = None,
     threshold: Annotated[float, typer.Option(help="probability that makes a pixel part of an object")] = 0.5,
-    min_area: Annotated[float, typer.Option(help="drop objects smaller than this many m²")] = 0.0,
+    min_area: Annotated[float | None, typer.Option(help=(
+        "drop objects smaller than this many m² (default: the model's smallest object at the scene's pixel size)"))
+                        ] = None,
     simplify: Annotated[float, typer.Option(help="simplify outlines to this tolerance in metres")] = 0.0,
+    candidates: Annotated[bool, typer.Option(help=(
+        "write every candidate, best first, with a 'selected' field (default: only what the expression refers to)"))
+                          ] = False,
+    max_features: Annotated[int | None, typer.Option(help="write at most this many features")] = None,
     scheduler: Annotated[str | None, typer.Option(help="dask.distributed scheduler, e.g. tcp://head:8786")] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help=(
         "compile the model first (about 40 s on a CPU, then ~1.5× faster per tile): for large scenes"))] = False,
@@ -121,16 +127,23 @@ def segment(
     stderr), 130 interrupted, 1 anything else.
     """
     from georefseg.api import Segmenter, SegmentOptions, check_request
+    from georefseg.expression import parse_expression
 
     report = _reporter(progress, quiet)
     _state["events"] = report if isinstance(report, JsonLines) else None
     report({"event": "started", "scene": scene, "expression": expression, "output": str(output),
             "probability": None if prob is None else str(prob), "model": model})
     options = SegmentOptions(bands=_bands(bands), tile_px=tile, overlap_px=overlap, batch_size=batch_size,
-                             threshold=threshold, min_area_m2=min_area, simplify_m=simplify)
+                             threshold=threshold, min_area_m2=min_area, simplify_m=simplify, candidates=candidates,
+                             max_features=max_features)
     region = {"bbox": _numbers(bbox, "bbox"), "bbox_crs": bbox_crs, "aoi": aoi}
     outputs = {"prob": prob, "overwrite": overwrite, "append": append, "layer": layer}
     check_request(scene, expression, output, bands=options.bands, **outputs, **region)  # no model load for a mistake
+    reading = parse_expression(expression)
+    report({"event": "reading", **reading.to_dict()})
+    if isinstance(report, RichBar) and reading.unused:
+        err.print("[yellow]warning:[/] not understood, so not used: "
+                  + ", ".join(repr(w) for w in reading.unused) + "; rephrase to use them", highlight=False)
     try:
         with report.loading(model):
             seg = Segmenter(model, checkpoint, device=device, options=options, scheduler=scheduler,
@@ -143,7 +156,7 @@ def segment(
         report.close()
     summary = result.to_dict()
     report({"event": "finished", "feature_count": summary["feature_count"], "output": summary["output"],
-            "probability": summary["probability"], "total_s": result.timings["total_s"]})
+            "probability": summary["probability"], "message": result.message, "total_s": result.timings["total_s"]})
     if as_json:
         typer.echo(json.dumps(summary))
     elif not quiet:
@@ -151,34 +164,35 @@ def segment(
 
 
 def _print_summary(result, expression: str) -> None:
-    feats = result.features
-    passes = len(result.grounding.get("passes", [])) or 1
-    out.print(f"[bold]{len(feats)}[/] candidate(s) for [italic]{expression.strip()}[/], best first, "
+    feats, grounding = result.features, result.grounding
+    passes = len(grounding.get("passes", [])) or 1
+    what = "candidate(s), best first" if result.options.candidates else "feature(s)"
+    out.print(f"[bold]{len(feats)}[/] {what} for [italic]{expression.strip()}[/] "
+              f"({grounding['selected']} selected of {grounding['candidates']} candidates) "
               f"in {result.timings['total_s']:.1f} s ({result.tiles} tiles"
               + (f", {passes} phrases in one pass" if passes > 1 else "")
-              + f", {result.tiles_skipped} skipped as nodata, model {result.model})")
+              + f", {result.tiles_skipped} skipped as nodata, model {result.model})", highlight=False)
+    out.print(f"read as: {grounding['reading']['text']}", highlight=False, markup=False)
     scene = result.scene
     names = [scene["colour_interpretation"][b - 1] for b in scene["model_bands"]]
     out.print(f"read bands {','.join(map(str, scene['model_bands']))} ({', '.join(names)}) of {scene['path']}",
               highlight=False)
-    grounding = result.grounding
-    if grounding.get("query"):
-        out.print(f"judged over the whole scene: {grounding['query']}")
-        for phrase, n in list(grounding["found"].items())[1:]:
-            if n == 0:
-                err.print(f"[yellow]warning:[/] nothing found for {phrase!r}, so the words about it were left out")
+    if result.message:
+        err.print(f"[yellow]note:[/] {result.message}", highlight=False)
     if len(feats):
-        table = Table("rank", "score", "area m²", "centroid (scene CRS)")
+        table = Table("rank", "selected", "score", "area m²", "centroid (scene CRS)")
         digits = 6 if feats.crs.is_geographic else 1
         for _, row in feats.head(5).iterrows():
             c = row.geometry.centroid
-            table.add_row(str(row["rank"]), f"{row['score']:.3f}", f"{row['area_m2']:.1f}",
-                          f"{c.x:.{digits}f}, {c.y:.{digits}f}")
+            table.add_row(str(row["rank"]), "yes" if row["selected"] else "no", f"{row['score']:.3f}",
+                          f"{row['area_m2']:.1f}", f"{c.x:.{digits}f}, {c.y:.{digits}f}")
         out.print(table)
+        if grounding["calibration"] == "uncalibrated":
+            out.print(f"scores of {result.model} are not calibrated: they order candidates, they are not chances")
     else:
-        min_area = result.options.min_area_m2
-        out.print(f"No object of at least {min_area:g} m² passed the threshold; try a lower --min-area or --threshold"
-                  if min_area > 0 else "No object passed the threshold; try a lower --threshold or another wording.")
+        out.print("Nothing written (an empty layer with the usual fields); --candidates writes every candidate "
+                  "with its score" + (f", --min-area below {grounding['min_area_m2']:g} m² keeps smaller ones"
+                                      if grounding["min_area_m2"] else ""))
     out.print(f"polygons: {result.output}" + (f"\nprobability: {result.probability}" if result.probability else ""))
 
 

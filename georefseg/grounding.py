@@ -1,12 +1,18 @@
 """Scene-level grounding: which candidates an expression refers to, judged over the whole scene.
 
-A tile's model sees only its tile, so words about the scene — size superlatives ("the largest",
-"the large tank"), places in the scene ("in the upper left", "the northernmost ship") and
-relations to things that may lie in another tile ("near the river", "left of the red
-building") — cannot be judged there. :func:`parse_expression` takes them out of the
-expression; the model is asked only for the rest (the *subject*, e.g. "the white storage
-tank") and for each relation's *anchor* ("the river"); :func:`rank_candidates` then scores
-every subject candidate against those words over the whole scene.
+:func:`ground` takes the candidates found for the subject and for each anchor of a
+:class:`~georefseg.expression.Query`, gives every subject candidate a raw score — the model's
+*evidence* that it is the subject, times one factor in [0, 1] per scene-level word (order,
+region, relation) — calibrates it (:class:`~georefseg.calibration.Calibration`), and selects
+what the expression refers to: the best candidate for "the tank" (or nothing when even the
+best is below the model's cut-off), every candidate above the cut-off for "the tanks" and for
+land cover, the best N above it for "the two largest tanks".
+
+Evidence is built so that a speck cannot win: it is the geometric mean of a candidate's mean
+and peak probability times a support factor that is ½ at the model's minimum object size (two
+output cells across) and tends to 1 for larger objects. Orders ("the second largest", "the
+leftmost", "the closest to the river") count places among the candidates the model is sure
+of, so noise cannot take a place. An anchor counts as found only where it passes the same bar.
 
 Geometry is compared in the scene's pixel frame (x east, y south for north-up rasters), and
 distances relative to the objects' own sizes, so the same words mean the same thing at any
@@ -16,7 +22,6 @@ ground resolution and in any CRS.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,160 +31,40 @@ from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
 
+from georefseg.calibration import Calibration
+from georefseg.expression import ORDERING_RELATIONS, Query, Relation
 from georefseg.vectorize import Candidate
 
-# Land cover: an anchor made of it means all of it ("near the river"), not one object.
-STUFF = {"river", "rivers", "stream", "canal", "lake", "lakes", "pond", "water", "sea", "coast",
-         "shore", "harbour", "harbor", "road", "roads", "street", "highway", "railway", "forest",
-         "field", "fields", "coastline"}
-
-_SIZE = {"largest": "largest", "biggest": "largest", "large": "largest", "big": "largest",
-         "huge": "largest", "giant": "largest", "smallest": "smallest", "small": "smallest",
-         "tiniest": "smallest", "tiny": "smallest", "little": "smallest"}
-# (axis, side): axis 0 = x (0 = west/left), axis 1 = y (0 = north/top).
-_EXTREMES = {"leftmost": (0, 0), "westernmost": (0, 0), "westmost": (0, 0), "rightmost": (0, 1),
-             "easternmost": (0, 1), "eastmost": (0, 1), "topmost": (1, 0), "uppermost": (1, 0),
-             "northernmost": (1, 0), "northmost": (1, 0), "bottommost": (1, 1), "lowermost": (1, 1),
-             "southernmost": (1, 1), "southmost": (1, 1)}
-_SIDE_NAMES = {(0, 0): "left", (0, 1): "right", (1, 0): "top", (1, 1): "bottom"}
-_VERTICAL = {"upper": 0, "top": 0, "north": 0, "northern": 0, "lower": 1, "bottom": 1, "south": 1,
-             "southern": 1}
-_HORIZONTAL = {"left": 0, "west": 0, "western": 0, "right": 1, "east": 1, "eastern": 1}
-_RELATIONS = {
-    "near": r"near(?:\s+to)?|nearby|next\s+to|close\s+to|closest\s+to|nearest(?:\s+to)?|beside|by|"
-            r"adjacent\s+to|along(?:side)?|around",
-    "far": r"far\s+from|away\s+from",
-    "west": r"(?:to\s+the\s+)?(?:left|west)\s+of",
-    "east": r"(?:to\s+the\s+)?(?:right|east)\s+of",
-    "north": r"above|(?:to\s+the\s+)?north\s+of",
-    "south": r"below|under(?:neath)?|(?:to\s+the\s+)?south\s+of",
-    "within": r"on|in|inside|within|at",
-}
 IDENTITY = Affine.identity()
-_DIRECTIONS = {"west": (-1.0, 0.0), "east": (1.0, 0.0), "north": (0.0, -1.0), "south": (0.0, 1.0)}
-
-_V = "|".join(sorted(_VERTICAL, key=len, reverse=True))
-_H = "|".join(sorted(_HORIZONTAL, key=len, reverse=True))
-_REGION_TAIL = (r"(?:\s+(?:side|part|half|corner|edge|area|portion|end))?"
-                r"(?:\s+of\s+the\s+(?:image|scene|map|picture|tile))?")
-_REGION_RE = re.compile(
-    rf"\b(?:in|on|at|to(?:wards?)?)\s+the\s+(?:(?P<v>{_V})(?:[\s-]?(?P<h>{_H}))?|(?P<h2>{_H})|"
-    rf"(?P<c>cent(?:er|re)|middle)){_REGION_TAIL}\b(?!\s+of\b)")
-_CORNER_RE = re.compile(rf"\b(?P<v>{_V})[\s-]?(?P<h>{_H})\b")  # "the upper-left tank"
-_RELATION_RE = re.compile(
-    r"(?:\b(?:that|which)\s+(?:is|are)\s+)?\b(?P<rel>" + "|".join(f"(?P<{k}>{v})" for k, v in _RELATIONS.items())
-    + r")\s+(?P<anchor>(?:the|a|an)\s+.+?)(?=\s+and\s+|\s*,|$)")
-
-
-@dataclass(frozen=True)
-class Relation:
-    """A relation to an anchor: kind is near, far, within, west, east, north or south."""
-
-    kind: str
-    anchor: Query
-
-
-@dataclass(frozen=True)
-class Query:
-    """An expression split into what a tile model is asked for and what the scene decides."""
-
-    text: str
-    subject: str
-    size: str | None = None  # "largest" | "smallest"
-    region: tuple[tuple[int, int], ...] = ()  # half-planes (axis, side); ((-1, -1),) is the centre
-    extreme: tuple[int, int] | None = None
-    relations: tuple[Relation, ...] = field(default=())
-
-    @property
-    def scene_level(self) -> bool:
-        """Whether any word is judged over the scene rather than in a tile."""
-        return bool(self.size or self.region or self.extreme or self.relations)
-
-    @property
-    def is_stuff(self) -> bool:
-        return bool(set(re.findall(r"[a-z]+", self.subject)) & STUFF)
-
-    def phrases(self) -> list[str]:
-        """What the tiles are asked for, one pass each: the expression as written when nothing
-        in it is judged over the scene, else the subject, then each anchor once."""
-        if not self.scene_level:
-            return [self.text]
-        out = [self.subject]
-        for r in self.relations:
-            if r.anchor.subject not in out:
-                out.append(r.anchor.subject)
-        return out
-
-    def describe(self) -> str:
-        parts = [f"subject {self.subject!r}"]
-        if self.size:
-            parts.append(self.size)
-        if self.region:
-            parts.append("region " + ("centre" if self.region == ((-1, -1),) else
-                                      " ".join(_SIDE_NAMES[r] for r in self.region)))
-        if self.extreme:
-            parts.append(f"{_SIDE_NAMES[self.extreme]}most")
-        parts += [f"{r.kind} {r.anchor.subject!r}" for r in self.relations]
-        return ", ".join(parts)
-
-
-def _clean(text: str) -> str:
-    text = re.sub(r"\s+", " ", text).strip(" ,.;")
-    text = re.sub(r"\b(?:that|which)\s+(?:is|are)\s*$", "", text).strip()
-    text = re.sub(r"(?:\s+and)+$", "", text).strip()
-    return re.sub(r"\s+and\s+(?=and\b)", " ", text)
-
-
-def parse_expression(text: str, with_relations: bool = True) -> Query:
-    """Split an expression into the subject a tile model can judge and scene-level words."""
-    low = " ".join(text.lower().replace("’", "'").split())
-    relations: list[Relation] = []
-    region: list[tuple[int, int]] = []
-
-    m = _REGION_RE.search(low)
-    if m:
-        if m["c"]:
-            region = [(-1, -1)]
-        else:
-            if m["v"]:
-                region.append((1, _VERTICAL[m["v"]]))
-            h = m["h"] or m["h2"]
-            if h:
-                region.append((0, _HORIZONTAL[h]))
-        low = low[:m.start()] + " " + low[m.end():]
-    if with_relations:
-        while (m := _RELATION_RE.search(low)) is not None:
-            kind = next(k for k in _RELATIONS if m[k])
-            anchor = parse_expression(_clean(m["anchor"]), with_relations=False)
-            relations.append(Relation(kind, anchor))
-            low = low[:m.start()] + " " + low[m.end():]
-    if not region and (m := _CORNER_RE.search(low)):
-        region = [(1, _VERTICAL[m["v"]]), (0, _HORIZONTAL[m["h"]])]
-        low = low[:m.start()] + " " + low[m.end():]
-
-    size = extreme = None
-    words = []
-    for w in low.split():
-        if w in _SIZE and size is None:
-            size = _SIZE[w]
-        elif w in _EXTREMES and extreme is None:
-            extreme = _EXTREMES[w]
-        else:
-            words.append(w)
-    subject = _clean(" ".join(words))
-    if not re.search(r"[a-z]", re.sub(r"\b(?:the|a|an|one|that|which|is|are|and)\b", "", subject)):
-        # Nothing but scene-level words ("the largest one"): ask the model for all of it.
-        subject = _clean(low) or text
-    return Query(text, subject, size, tuple(region), extreme, tuple(relations))
+_R = math.sqrt(0.5)
+DIRECTIONS = {"west": (-1.0, 0.0), "east": (1.0, 0.0), "north": (0.0, -1.0), "south": (0.0, 1.0),
+              "northeast": (_R, -_R), "northwest": (-_R, -_R), "southeast": (_R, _R), "southwest": (-_R, _R)}
+ORDER_STEP = 0.3  # an order's factor falls by this much per place away from the places asked for
 
 
 @dataclass
 class Grounded:
-    """A candidate with its scene-level score and the parts it is made of."""
+    """A candidate with its calibrated score, raw score and the factors the raw score is made of."""
 
     candidate: Candidate
     score: float
+    raw: float
     parts: dict[str, float]
+
+
+@dataclass
+class Grounding:
+    """Candidates best first, which of them the expression refers to, and why."""
+
+    ranked: list[Grounded]
+    selected: list[bool]
+    anchors: dict[str, int] = field(default_factory=dict)  # anchor phrase → candidates counted as found
+    message: str | None = None  # why nothing was selected, or which words could not be judged
+
+
+def evidence(c: Candidate, min_object_px: float) -> float:
+    """How surely the model sees the subject in a candidate, in [0, 1] (see the module docstring)."""
+    return math.sqrt(max(c.score, 0.0) * max(c.peak, 0.0)) * c.pixels / (c.pixels + min_object_px)
 
 
 def _sigmoid(x: float) -> float:
@@ -195,17 +80,8 @@ def _extent(g: BaseGeometry) -> float:
     return math.sqrt(max(g.area, 1.0))
 
 
-def _size_scores(areas: np.ndarray, which: str) -> np.ndarray:
-    if which == "largest":
-        return (areas / areas.max()) ** 2
-    # Fragments (a sliver at a tile edge, a speck of noise) are not the "smallest" object.
-    real = areas >= 0.25 * np.median(areas)
-    smallest = areas[real].min()
-    return np.where(real, (smallest / areas) ** 2, 0.05)
-
-
-def _position_scores(cents: np.ndarray, size: tuple[int, int], region: tuple[tuple[int, int], ...],
-                     extreme: tuple[int, int] | None) -> np.ndarray:
+def _position_scores(cents: np.ndarray, size: tuple[int, int], region: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Soft half-planes (or the centre) of the scene: ~1 inside, falling off near the middle."""
     dims = np.array(size, dtype=float)
     t = cents / dims  # 0..1 across the scene
     out = np.ones(len(cents))
@@ -216,10 +92,6 @@ def _position_scores(cents: np.ndarray, size: tuple[int, int], region: tuple[tup
         for axis, side in region:
             toward = t[:, axis] if side == 0 else 1 - t[:, axis]
             out *= 1 / (1 + np.exp((toward - 0.42) / 0.04))
-    if extreme is not None:
-        axis, side = extreme
-        toward = t[:, axis] if side == 0 else 1 - t[:, axis]
-        out *= np.exp(-(toward - toward.min()) / 0.04)
     return out
 
 
@@ -237,51 +109,180 @@ def _relation_score(kind: str, g: BaseGeometry, anchor: BaseGeometry, anchor_is_
         return near if kind == "near" else 1.0 - near
     if kind == "within":
         return g.intersection(anchor.buffer(2.0)).area / max(g.area, 1e-9)
-    ux, uy = _DIRECTIONS[kind]
+    ux, uy = DIRECTIONS[kind]
     a, b = g.centroid, (anchor.centroid if not anchor_is_stuff else nearest_points(anchor, g)[0])
     dx, dy = a.x - b.x, a.y - b.y
     along, across = dx * ux + dy * uy, abs(dx * uy - dy * ux)
     gap = (_extent(g) + (0.0 if anchor_is_stuff else _extent(anchor))) / 2
+    # Anything on that side counts ("every roof west of the river"); the closer, the better a
+    # single referent fits.
     return (_sigmoid((along - gap) / (0.3 * gap + 1.0)) * _sigmoid((0.8 * along - across) / (0.3 * gap + 1.0))
-            * math.exp(-max(0.0, along) / (25.0 * gap + 1.0)))
+            * (0.5 + 0.5 * math.exp(-max(0.0, along) / (25.0 * gap + 1.0))))
 
 
-def rank_candidates(candidates: list[Candidate], query: Query | None = None,
-                    anchors: dict[str, list[Candidate]] | None = None, to_pixels: Affine = IDENTITY,
-                    size: tuple[int, int] = (1, 1), top: int | None = None) -> list[Grounded]:
-    """Candidates of the query's subject, best first, scored over the whole scene.
+def _between_score(g: BaseGeometry, a: BaseGeometry, b: BaseGeometry) -> float:
+    """High for an object on the way from one anchor to the other, near the line joining them."""
+    pa, pb, c = nearest_points(a, g)[0], nearest_points(b, g)[0], g.centroid
+    vx, vy = pb.x - pa.x, pb.y - pa.y
+    length = math.hypot(vx, vy)
+    if length < 1e-9:
+        return 0.0
+    t = ((c.x - pa.x) * vx + (c.y - pa.y) * vy) / length**2
+    off = abs((c.x - pa.x) * vy - (c.y - pa.y) * vx) / length
+    inside = _sigmoid(min(t, 1 - t) * length / (0.05 * length + 1.0))
+    return inside * math.exp(-off / (0.25 * length + _extent(g)))
 
-    The score is the model's mean probability (how well the candidate fits the subject) times
-    one factor in [0, 1] per scene-level word. ``anchors`` holds the candidates found for each
-    anchor phrase; an anchor with none found leaves its relation out (it cannot be judged).
-    ``to_pixels`` maps map coordinates to the scene's pixel frame of ``size`` (width, height).
+
+def _order_values(by: str, geoms: list[BaseGeometry], anchor: BaseGeometry | None = None) -> np.ndarray:
+    """What an order sorts by, larger first."""
+    if by in ("largest", "smallest"):
+        areas = np.array([g.area for g in geoms])
+        return areas if by == "largest" else -areas
+    if by in ORDERING_RELATIONS:
+        dist = np.array([g.distance(anchor) for g in geoms])
+        return -dist if by == "nearest" else dist
+    cents = np.array([[g.centroid.x, g.centroid.y] for g in geoms])
+    axis, sign = {"left": (0, -1), "right": (0, 1), "top": (1, -1), "bottom": (1, 1)}[by]
+    return sign * cents[:, axis]
+
+
+def _order_scores(values: np.ndarray, eligible: np.ndarray, rank: int, number: int | None) -> np.ndarray:
+    """1 for the candidates at places ``rank`` … ``rank + number - 1`` of an order (``number``
+    None: the first half), ORDER_STEP times less per place further away. Places are counted
+    among ``eligible`` candidates only, so that noise cannot take one."""
+    ahead_of = np.sort(values[eligible])[::-1]
+    if not len(ahead_of):
+        return np.ones(len(values))
+    place = np.array([np.sum(ahead_of > v) for v in values])
+    lo = rank - 1
+    hi = lo + (number if number else max(1, len(ahead_of) // 2)) - 1
+    dist = np.where(place < lo, lo - place, np.where(place > hi, place - hi, 0))
+    return ORDER_STEP ** dist
+
+
+class _Judge:
+    """The pieces every scoring step shares: pixel frame, minimum object size, calibration."""
+
+    def __init__(self, to_pixels: Affine, size: tuple[int, int], min_object_px: float, calibration: Calibration):
+        self.to_pixels, self.size, self.min_px, self.cal = to_pixels, size, min_object_px, calibration
+
+    def sure(self, cands: list[Candidate], bar: float) -> list[Candidate]:
+        """The candidates the model is sure enough of: evidence above ``bar``, calibrated."""
+        if not cands:
+            return []
+        ev = self.cal([evidence(c, self.min_px) for c in cands])
+        return [c for c, e in zip(cands, ev, strict=True) if e >= bar and c.pixels >= self.min_px]
+
+    def anchor(self, query: Query, found: list[Candidate]) -> tuple[BaseGeometry | None, int]:
+        """An anchor's geometry in pixels — all of it for land cover and plurals, else the one
+        its own words pick ("the largest building"); None when the model is not sure of any —
+        and how many candidates count as found."""
+        plural = query.is_stuff or query.number != 1
+        sure = self.sure(found, self.cal.select_all if plural else self.cal.select_one)
+        if not sure:
+            return None, 0
+        if plural:
+            return shapely.union_all([_to_pixels(a.geometry, self.to_pixels) for a in sure]), len(sure)
+        best = self.rank(sure, query, {})[0][0]
+        return _to_pixels(best.candidate.geometry, self.to_pixels), len(sure)
+
+    def rank(self, cands: list[Candidate], query: Query,
+             anchors: dict[str, list[Candidate]]) -> tuple[list[Grounded], dict[str, int], list[str]]:
+        """Candidates best first; the anchors counted as found; the relations left out."""
+        geoms = [_to_pixels(c.geometry, self.to_pixels) for c in cands]
+        ev = np.array([evidence(c, self.min_px) for c in cands])
+        parts: dict[str, np.ndarray] = {"evidence": ev}
+        sure = (self.cal(ev) >= self.cal.select_all) & np.array([c.pixels >= self.min_px for c in cands])
+        if not sure.any():
+            sure = ev >= 0.5 * ev.max()
+        if query.region:
+            cents = np.array([[g.centroid.x, g.centroid.y] for g in geoms])
+            parts["position"] = _position_scores(cents, self.size, query.region)
+        found: dict[str, int] = {}
+        left_out: list[str] = []
+        orders: list[tuple[str, np.ndarray, int, np.ndarray]] = []  # (name, values, rank, allowed)
+        for i, rel in enumerate(query.relations):
+            shapes = []
+            for a in rel.anchors:
+                shape, found[a.subject] = self.anchor(a, anchors.get(a.subject, []))
+                shapes.append(shape)
+            if any(s is None for s in shapes):
+                left_out.append(rel.describe())
+                continue
+            # An object is not related to itself ("the tank next to the white tank").
+            itself = np.array([any(_same_object(g, s) for s in shapes) for g in geoms])
+            if rel.kind in ORDERING_RELATIONS:
+                orders.append((f"{rel.kind}:{i}", _order_values(rel.kind, geoms, shapes[0]), rel.rank, ~itself))
+            else:
+                parts[f"{rel.kind}:{i}"] = np.where(itself, 0.0, self._relation(rel, geoms, shapes))
+        if query.order:
+            orders.append((query.order.describe(), _order_values(query.order.by, geoms), query.order.rank,
+                           np.ones(len(cands), bool)))
+        # Orders are judged last, among the candidates the other words keep: "the largest tank
+        # near the river" is the largest of the tanks near the river.
+        others = np.prod(np.stack(list(parts.values())[1:]), axis=0) if len(parts) > 1 else np.ones(len(cands))
+        for name, values, rank, allowed in orders:
+            among = sure & allowed & (others >= 0.5)
+            among = among if among.any() else sure & allowed
+            parts[name] = np.where(allowed, _order_scores(values, among, rank, query.number), 0.0)
+        raw = np.prod(np.stack(list(parts.values())), axis=0)
+        score = self.cal(raw)
+        areas = np.array([c.area_m2 for c in cands])
+        order = sorted(range(len(cands)), key=lambda i: (-round(float(raw[i]), 6), -areas[i]))
+        ranked = [Grounded(cands[i], float(score[i]), float(raw[i]), {k: float(v[i]) for k, v in parts.items()})
+                  for i in order]
+        return ranked, found, left_out
+
+    @staticmethod
+    def _relation(rel: Relation, geoms: list[BaseGeometry], shapes: list[BaseGeometry]) -> np.ndarray:
+        if rel.kind == "between":
+            return np.array([_between_score(g, shapes[0], shapes[1]) for g in geoms])
+        stuff = rel.anchor.is_stuff or rel.anchor.number != 1
+        return np.array([_relation_score(rel.kind, g, shapes[0], stuff) for g in geoms])
+
+
+def ground(candidates: list[Candidate], query: Query, anchors: dict[str, list[Candidate]] | None = None, *,
+           to_pixels: Affine = IDENTITY, size: tuple[int, int] = (1, 1), min_object_px: float = 1.0,
+           calibration: Calibration | None = None) -> Grounding:
+    """Rank the subject's candidates over the whole scene and select what the query refers to.
+
+    Parameters
+    ----------
+    candidates
+        The subject's candidates (geometry in map units).
+    query
+        The expression as read by :func:`georefseg.expression.parse_expression`.
+    anchors
+        Each anchor phrase's candidates; an anchor the model is not sure of leaves its
+        relation out (it cannot be judged), and the message says so.
+    to_pixels, size
+        Map coordinates → the scene's pixel frame, and that frame's (width, height) in pixels.
+    min_object_px
+        The model's smallest object, in pixels (see
+        :attr:`~georefseg.models.base.ReferringSegmenter.min_object_px`).
+    calibration
+        The model's score calibration and cut-offs (default: uncalibrated, cut-offs 0.5).
     """
+    cal = calibration or Calibration()
+    judge = _Judge(to_pixels, size, min_object_px, cal)
     if not candidates:
-        return []
-    query = query or Query("", "")
-    anchors = anchors or {}
-    geoms = [_to_pixels(c.geometry, to_pixels) for c in candidates]
-    evidence = np.array([c.score for c in candidates])
-    parts: dict[str, np.ndarray] = {"evidence": evidence}
-    if query.size:
-        parts[query.size] = _size_scores(np.array([g.area for g in geoms]), query.size)
-    if query.region or query.extreme:
-        cents = np.array([[g.centroid.x, g.centroid.y] for g in geoms])
-        parts["position"] = _position_scores(cents, size, query.region, query.extreme)
-    for i, rel in enumerate(query.relations):
-        found = anchors.get(rel.anchor.subject, [])
-        if not found:
-            continue
-        if rel.anchor.is_stuff:
-            anchor = shapely.union_all([_to_pixels(a.geometry, to_pixels) for a in found])
-        else:  # one object: the best by its own words ("the largest building")
-            best = rank_candidates(found, rel.anchor, None, to_pixels, size, 1)[0]
-            anchor = _to_pixels(best.candidate.geometry, to_pixels)
-        parts[f"{rel.kind}:{i}"] = np.array([
-            0.0 if _same_object(g, anchor) else _relation_score(rel.kind, g, anchor, rel.anchor.is_stuff)
-            for g in geoms])
-    total = np.prod(np.stack(list(parts.values())), axis=0)
-    areas = np.array([c.area_m2 for c in candidates])
-    order = sorted(range(len(candidates)), key=lambda i: (-round(float(total[i]), 6), -areas[i]))
-    ranked = [Grounded(candidates[i], float(total[i]), {k: float(v[i]) for k, v in parts.items()}) for i in order]
-    return ranked[:top] if top else ranked
+        return Grounding([], [], {}, f"the model found nothing that looks like {query.subject!r} in this scene")
+    ranked, found, left_out = judge.rank(candidates, query, anchors or {})
+    number = None if query.is_stuff else query.number
+    bar = cal.select_one if number == 1 else cal.select_all
+    if number == 1:
+        selected = [i == 0 and g.score >= bar for i, g in enumerate(ranked)]
+    else:
+        selected = [g.score >= bar for g in ranked]
+        if number is not None:
+            keep = set([i for i, s in enumerate(selected) if s][:number])
+            selected = [i in keep for i in range(len(ranked))]
+    notes = []
+    if not any(selected):
+        notes.append(f"no candidate is sure enough to be {query.subject!r}: the best scores "
+                     f"{ranked[0].score:.2f}, below the cut-off {bar:.2f}")
+    elif number is not None and number > 1 and sum(selected) < number:
+        notes.append(f"{number} were asked for, {sum(selected)} passed the cut-off {bar:.2f}")
+    if left_out:
+        notes.append("not found, so left out: " + "; ".join(left_out))
+    return Grounding(ranked, selected, found, "; ".join(notes) or None)

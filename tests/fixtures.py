@@ -46,7 +46,7 @@ class WordColourModel(ColourModel):
     grounding can be tested end to end with exact geometry."""
 
     name = "word-colour-fixture"
-    COLOURS = {"red": RED, "blue": (0.1, 0.2, 0.9), "yellow": (0.9, 0.9, 0.1)}
+    COLOURS = {"red": RED, "blue": (0.1, 0.2, 0.9), "yellow": (0.9, 0.9, 0.1), "white": (0.95, 0.95, 0.95)}
 
     def __init__(self, tile_size: int = 128, min_overlap: int = 32):
         super().__init__(RED, tile_size, min_overlap)

@@ -43,7 +43,8 @@ def test_polygon_at_known_utm_coordinates(utm_scene, tmp_path):
     assert row["expression"] == "the red roof" and row["rank"] == 1
     assert row["scene"] == "utm.tif" and row["model"] == "colour-fixture"
     assert 0.9 < row["score"] <= 1.0
-    assert list(gdf.columns) == ["expression", "score", "evidence", "rank", "area_m2", "scene", "model", "geometry"]
+    assert list(gdf.columns) == ["expression", "rank", "selected", "score", "evidence", "area_m2", "scene", "model",
+                                 "geometry"]
     # the probability raster lines up pixel for pixel with the scene
     with rasterio.open(tmp_path / "prob.tif") as p, rasterio.open(utm_scene) as s:
         assert p.transform == s.transform and p.crs == s.crs and p.shape == s.shape
@@ -161,7 +162,7 @@ def _counting_backend(loads: list) -> Backend:
         return ColourModel()
 
     return Backend("counting", "ColourModel, counted", "nothing", find=lambda path: None, load=load,
-                   tiling=lambda weights: (128, 32))
+                   tiling=lambda weights: (128, 32), output_stride=1)
 
 
 def test_one_segmenter_maps_two_scenes_and_expressions_loading_the_model_once(utm_scene, tmp_path, monkeypatch):

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from fixtures import scene_with_square, write_scene
+from fixtures import WordColourModel, scene_with_square, write_scene
 
 from georefseg import cli
+from georefseg.models.base import Backend
+from georefseg.models.registry import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "scene.tif"
@@ -68,6 +70,9 @@ def test_json_result_and_progress_events_in_a_subprocess(tmp_path, tiny_weights,
     ticks = [(e["done"], e["total"]) for e in events if e["event"] == "tiles"]
     assert ticks == [(i, 6) for i in range(1, 7)]
     assert events[-1]["feature_count"] == len(written) and all(e["t"] >= 0 for e in events)
+    reading = next(e for e in events if e["event"] == "reading")
+    assert reading["subject"] == "the red roof" and reading["order"] == {"by": "largest", "rank": 1}
+    assert doc["grounding"]["reading"]["relations"] == [{"kind": "near", "rank": 1, "anchors": ["the river"]}]
     with rasterio.open(prob) as p:
         assert p.crs.to_epsg() == 32633 and p.shape == (200, 300)
 
@@ -88,8 +93,8 @@ def test_summary_for_people(capsys, tmp_path, tiny_weights, scene):
     code, out, err = run_here(capsys, "segment", str(scene), "the large red roof near the river", "-o",
                               str(tmp_path / "o.gpkg"), "--model", str(tiny_weights), "--device", "cpu")
     assert code == 0, err
-    assert "candidate(s) for" in out and "2 phrases in one pass" in out and str(tmp_path / "o.gpkg") in out
-    assert "judged over the whole scene: subject 'the red roof', largest, near 'the river'" in out
+    assert "feature(s) for" in out and "2 phrases in one pass" in out and str(tmp_path / "o.gpkg") in out
+    assert "read as: 'the red roof', one, largest, near 'the river'" in out
 
 
 def test_quiet_prints_nothing(capsys, tmp_path, tiny_weights, scene):
@@ -188,6 +193,7 @@ def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str],
         (["segment", s, "x", "--threshold", "1.5"], "--threshold 1.5 must lie between 0 and 1"),
         (["segment", s, "x", "--threshold", "0"], "--threshold 0.0 must lie between 0 and 1"),
         (["segment", s, "x", "--min-area", "-1"], "--min-area -1.0 must be 0 or more"),
+        (["segment", s, "x", "--max-features", "0"], "--max-features 0 must be at least 1"),
         (["segment", s, "x", "--simplify", "-2"], "--simplify -2.0 must be 0 or more"),
         (["segment", s, "x", "--tile", "0"], "--tile 0 is out of range"),
         (["segment", s, "x", "--tile", "31"], "--tile 31 is out of range"),
@@ -297,3 +303,47 @@ def test_interrupted_run_exits_130_and_leaves_nothing(tmp_path):
         last = json.loads(rest.strip().splitlines()[-1])
         assert last["event"] == "error" and last["exit_code"] == 130 and "interrupted" in last["message"]
         assert not out.exists()  # no output, no .georefseg-* folder, not even the folder the run made
+
+
+@pytest.fixture
+def two_roofs(tmp_path, monkeypatch):
+    """Two red roofs (1600 m² and 400 m² at 1 m) and a backend entry for the colour model."""
+    img = scene_with_square(200, 300, (20, 60, 20, 60))
+    img[:, 120:140, 200:220] = np.array([230, 25, 25], np.uint8)[:, None, None]
+    monkeypatch.setitem(BACKENDS, "colour", Backend("colour", "colour fixture", "nothing", find=lambda p: None,
+                                                     load=lambda w: WordColourModel(), tiling=lambda w: (128, 32),
+                                                     output_stride=1))
+    return write_scene(tmp_path / "roofs.tif", img, "EPSG:32633", Affine(1, 0, 300000, 0, -1, 5000000))
+
+
+def test_what_is_written_follows_the_expression(capsys, tmp_path, two_roofs):
+    out = tmp_path / "o.gpkg"
+    base = ["segment", str(two_roofs), "-o", str(out), "--model", "colour", "--overwrite"]
+    assert run_here(capsys, *base[:2], "the red roof", *base[2:])[0] == 0
+    assert list(gpd.read_file(out)["area_m2"]) == [1600.0]  # the referent alone
+    assert run_here(capsys, *base[:2], "the red roofs", *base[2:])[0] == 0
+    assert sorted(gpd.read_file(out)["area_m2"]) == [400.0, 1600.0]  # a plural: all of them
+    assert run_here(capsys, *base[:2], "the smallest red roof", *base[2:], "--candidates")[0] == 0
+    every = gpd.read_file(out)
+    assert list(every["area_m2"]) == [400.0, 1600.0] and list(every["selected"]) == [True, False]
+    assert run_here(capsys, *base[:2], "all red roofs", *base[2:], "--max-features", "1")[0] == 0
+    assert len(gpd.read_file(out)) == 1
+
+
+def test_nothing_found_is_exit_0_with_a_message_and_an_empty_layer(capsys, tmp_path, two_roofs):
+    out = tmp_path / "o.gpkg"
+    code, stdout, err = run_here(capsys, "segment", str(two_roofs), "the green roof", "-o", str(out), "--model",
+                                 "colour")
+    assert code == 0
+    assert "note: the model found nothing that looks like 'the green roof' in this scene" in " ".join(err.split())
+    assert "Nothing written" in stdout
+    empty = gpd.read_file(out)
+    assert len(empty) == 0 and list(empty.columns)[:3] == ["expression", "rank", "selected"]
+
+
+def test_words_it_cannot_use_are_reported(capsys, tmp_path, two_roofs):
+    code, stdout, err = run_here(capsys, "segment", str(two_roofs), "find the red roof not in the lake", "-o",
+                                 str(tmp_path / "o.gpkg"), "--model", "colour")
+    assert code == 0
+    assert "warning: not understood, so not used: 'not in the lake', 'find'" in " ".join(err.split())
+    assert "read as: 'the red roof', one, not understood: 'not in the lake', 'find'" in " ".join(stdout.split())

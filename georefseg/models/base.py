@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from georefseg.calibration import Calibration
 from georefseg.errors import ModelError
 
 # Metadata keys of the safetensors files georefseg writes: which backend, and its config.
@@ -81,6 +82,13 @@ class ReferringSegmenter(nn.Module):
     tile_size: int = 512
     min_overlap: int = 64
     in_channels: int = 3
+    output_stride: int = 1  # pixels per cell of the finest map the model predicts before upsampling
+    calibration: Calibration = Calibration()  # its weights' score calibration (load_model sets it)
+
+    @property
+    def min_object_px(self) -> int:
+        """The smallest object the model can draw, in pixels: see :func:`min_object_px`."""
+        return min_object_px(self.output_stride)
 
     def encode_text(self, texts: list[str]) -> TextBatch:  # pragma: no cover - interface
         raise NotImplementedError
@@ -113,6 +121,12 @@ class ReferringSegmenter(nn.Module):
                 "parameters": sum(p.numel() for p in self.parameters())}
 
 
+def min_object_px(output_stride: int) -> int:
+    """The smallest object a model of this output stride can draw, in pixels: two output cells
+    across, (2 × stride)²; smaller regions are fragments of its upsampling, not objects."""
+    return (2 * output_stride) ** 2
+
+
 @dataclass(frozen=True)
 class Backend:
     """One model family in the registry: what it is, and how it finds, loads and tiles its weights.
@@ -121,7 +135,10 @@ class Backend:
     folder that holds them) or None when they are not its own; it reads headers only.
     ``load(weights)`` builds the model on the CPU in eval mode (``None``: the backend's
     default weights, or a ModelError saying what to pass). ``tiling(weights)`` gives the
-    (tile, overlap) in pixels the weights were made for, without building the model.
+    (tile, overlap) in pixels the weights were made for, without building the model;
+    :meth:`calibration` their score calibration (uncalibrated when none is stored beside them);
+    ``output_stride`` is the model's (see :attr:`ReferringSegmenter.output_stride`);
+    ``default_weights`` what ``load(None)`` loads, where the backend ships weights.
     """
 
     name: str
@@ -130,6 +147,12 @@ class Backend:
     find: Callable[[Path], Path | None]
     load: Callable[[Path | None], ReferringSegmenter]
     tiling: Callable[[Path | None], tuple[int, int]]
+    output_stride: int
+    default_weights: Path | None = None
+
+    def calibration(self, weights: Path | None) -> Calibration:
+        """The score calibration stored beside ``weights`` (default: the backend's own weights)."""
+        return Calibration.beside(weights or self.default_weights)
 
 
 def safetensors_metadata(path: Path) -> dict[str, str] | None:

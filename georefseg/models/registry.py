@@ -108,7 +108,9 @@ def load_model(name_or_path: str | Path = "tiny", checkpoint: str | Path | None 
     """
     dev = resolve_device(device)
     backend, weights = resolve(name_or_path, checkpoint)
-    return place(backend.load(weights), dev)
+    model = place(backend.load(weights), dev)
+    model.calibration = backend.calibration(weights)
+    return model
 
 
 def tiling_defaults(name_or_path: str | Path = "tiny", checkpoint: str | Path | None = None) -> tuple[int, int]:

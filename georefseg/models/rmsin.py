@@ -134,6 +134,7 @@ class RMSIN(ReferringSegmenter):
     """RMSIN with its BERT text encoder; ``forward`` is the authors' ``LAVTOne.forward``."""
 
     name = "rmsin"
+    output_stride = 4  # the decoder predicts at 1/4 of the input, then upsamples
     tile_size = IMAGE_SIZE
     min_overlap = 96  # context is global (CIM, instance norm); three stride-32 cells each side
 
@@ -223,4 +224,5 @@ BACKEND = Backend(
     name="rmsin",
     summary="RMSIN (CVPR 2024): multi-modal Swin-B + BERT-base, 480×480 input",
     needs="weights: a .pth written by the authors' train.py (or its output folder), or its .safetensors conversion",
-    find=find_weights, load=_load, tiling=lambda path: (RMSIN.tile_size, RMSIN.min_overlap))
+    find=find_weights, load=_load, tiling=lambda path: (RMSIN.tile_size, RMSIN.min_overlap),
+    output_stride=RMSIN.output_stride)

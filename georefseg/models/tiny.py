@@ -147,6 +147,7 @@ class TinyRefSeg(ReferringSegmenter):
     """The default model (see module docstring)."""
 
     name = "tiny"
+    output_stride = 2  # the mask head sees the stride-2 decoder stage
 
     def __init__(self, config: TinyConfig | None = None, text_encoder: MiniLMEncoder | None = None):
         super().__init__()
@@ -279,4 +280,5 @@ BACKEND = Backend(
     summary="compact CNN with pixel-word attention and rotated convolutions; runs on a laptop CPU; "
             "trained on synthetic scenes only (not for real imagery)",
     needs="nothing: its weights ship with georefseg (or weights from `georefseg train`)",
-    find=find_weights, load=load_weights, tiling=tiling)
+    find=find_weights, load=load_weights, tiling=tiling, output_stride=TinyRefSeg.output_stride,
+    default_weights=DEFAULT_WEIGHTS)
