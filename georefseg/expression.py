@@ -65,7 +65,7 @@ _PLACE = rf"(?:(?P<v>{_V})(?:[\s-]?(?P<h>{_H}))?|(?P<h2>{_H})|(?P<c>cent(?:er|re
 # "in the upper left", "at the top of the image", "near the bottom edge", "in the middle"
 _REGION_RE = re.compile(
     rf"\b(?P<p>in|on|at|to(?:wards?)?|along|across|near|by|close\s+to|next\s+to)\s+the\s+{_PLACE}"
-    rf"(?P<part>\s+{_PART})?(?P<frame>\s+of\s+the\s+{_FRAME})?\b(?!(?:\s+[a-z]+){{0,2}}\s+of\b)")
+    rf"(?P<part>\s+{_PART})?(?P<frame>\s+of\s+the\s+{_FRAME})?\b(?!(?:\s+(?:{_V}|{_H}|{_PART}))*\s+of\b)")
 _NEAR_PREPOSITIONS = {"near", "by", "close to", "next to"}  # "near the top" must say of what: "edge", "of the image"
 # "in the image", "of this scene": words about the frame that say nothing.
 _FRAME_RE = re.compile(rf"\b(?:in|on|of|within|across|from)\s+(?:the|this)\s+{_FRAME}\b")
@@ -358,4 +358,5 @@ def parse_expression(text: str, with_relations: bool = True) -> Query:
     if head is None:
         # Nothing but scene-level words ("the largest one"): ask the model for all of it.
         subject = " ".join(_trim(text.lower().split())) or text
+    unused += [w for r in relations for a in r.anchors for w in a.unused]  # an anchor's are the expression's
     return Query(text, subject, number, order, region, tuple(relations), tuple(dict.fromkeys(unused)))

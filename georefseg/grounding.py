@@ -32,7 +32,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
 
 from georefseg.calibration import Calibration
-from georefseg.expression import ORDERING_RELATIONS, Query, Relation
+from georefseg.expression import ORDERING_RELATIONS, Query
 from georefseg.vectorize import Candidate
 
 IDENTITY = Affine.identity()
@@ -40,6 +40,7 @@ _R = math.sqrt(0.5)
 DIRECTIONS = {"west": (-1.0, 0.0), "east": (1.0, 0.0), "north": (0.0, -1.0), "south": (0.0, 1.0),
               "northeast": (_R, -_R), "northwest": (-_R, -_R), "southeast": (_R, _R), "southwest": (-_R, _R)}
 ORDER_STEP = 0.3  # an order's factor falls by this much per place away from the places asked for
+ANCHOR_OPTIONS = 5  # objects a singular anchor may be, when the model is not sure which
 
 
 @dataclass
@@ -173,18 +174,21 @@ class _Judge:
         ev = self.cal([evidence(c, self.min_px) for c in cands])
         return [c for c, e in zip(cands, ev, strict=True) if e >= bar and c.pixels >= self.min_px]
 
-    def anchor(self, query: Query, found: list[Candidate]) -> tuple[BaseGeometry | None, int]:
-        """An anchor's geometry in pixels — all of it for land cover and plurals, else the one
-        its own words pick ("the largest building"); None when the model is not sure of any —
-        and how many candidates count as found."""
+    def anchor(self, query: Query, found: list[Candidate]) -> tuple[list[tuple[BaseGeometry, float]], int]:
+        """What an anchor may be, in pixels, with a weight each: all of it for land cover and
+        plurals; else the few objects its own words rank best ("the largest building"), each
+        weighted by its score against the best one's, so that a relation holds to the right
+        one when the model is not sure which it is. Empty when the model is not sure of any.
+        Also returns how many candidates count as found."""
         plural = query.is_stuff or query.number != 1
         sure = self.sure(found, self.cal.select_all if plural else self.cal.select_one)
         if not sure:
-            return None, 0
+            return [], 0
         if plural:
-            return shapely.union_all([_to_pixels(a.geometry, self.to_pixels) for a in sure]), len(sure)
-        best = self.rank(sure, query, {})[0][0]
-        return _to_pixels(best.candidate.geometry, self.to_pixels), len(sure)
+            return [(shapely.union_all([_to_pixels(a.geometry, self.to_pixels) for a in sure]), 1.0)], len(sure)
+        ranked = self.rank(sure, query, {})[0][:ANCHOR_OPTIONS]
+        top = max(ranked[0].raw, 1e-9)
+        return [(_to_pixels(g.candidate.geometry, self.to_pixels), g.raw / top) for g in ranked], len(sure)
 
     def rank(self, cands: list[Candidate], query: Query,
              anchors: dict[str, list[Candidate]]) -> tuple[list[Grounded], dict[str, int], list[str]]:
@@ -202,19 +206,26 @@ class _Judge:
         left_out: list[str] = []
         orders: list[tuple[str, np.ndarray, int, np.ndarray]] = []  # (name, values, rank, allowed)
         for i, rel in enumerate(query.relations):
-            shapes = []
+            options = []
             for a in rel.anchors:
-                shape, found[a.subject] = self.anchor(a, anchors.get(a.subject, []))
-                shapes.append(shape)
-            if any(s is None for s in shapes):
+                found_options, found[a.subject] = self.anchor(a, anchors.get(a.subject, []))
+                options.append(found_options)
+            if not all(options):
                 left_out.append(rel.describe())
                 continue
-            # An object is not related to itself ("the tank next to the white tank").
-            itself = np.array([any(_same_object(g, s) for s in shapes) for g in geoms])
             if rel.kind in ORDERING_RELATIONS:
-                orders.append((f"{rel.kind}:{i}", _order_values(rel.kind, geoms, shapes[0]), rel.rank, ~itself))
+                anchor = options[0][0][0]
+                itself = np.array([_same_object(g, anchor) for g in geoms])  # not its own anchor
+                orders.append((f"{rel.kind}:{i}", _order_values(rel.kind, geoms, anchor), rel.rank, ~itself))
+            elif rel.kind == "between":
+                a, b = options[0][0][0], options[1][0][0]
+                parts[f"{rel.kind}:{i}"] = np.array([0.0 if _same_object(g, a) or _same_object(g, b)
+                                                     else _between_score(g, a, b) for g in geoms])
             else:
-                parts[f"{rel.kind}:{i}"] = np.where(itself, 0.0, self._relation(rel, geoms, shapes))
+                stuff = rel.anchor.is_stuff or rel.anchor.number != 1
+                parts[f"{rel.kind}:{i}"] = np.array([
+                    max(0.0 if _same_object(g, anchor) else w * _relation_score(rel.kind, g, anchor, stuff)
+                        for anchor, w in options[0]) for g in geoms])
         if query.order:
             orders.append((query.order.describe(), _order_values(query.order.by, geoms), query.order.rank,
                            np.ones(len(cands), bool)))
@@ -232,14 +243,6 @@ class _Judge:
         ranked = [Grounded(cands[i], float(score[i]), float(raw[i]), {k: float(v[i]) for k, v in parts.items()})
                   for i in order]
         return ranked, found, left_out
-
-    @staticmethod
-    def _relation(rel: Relation, geoms: list[BaseGeometry], shapes: list[BaseGeometry]) -> np.ndarray:
-        if rel.kind == "between":
-            return np.array([_between_score(g, shapes[0], shapes[1]) for g in geoms])
-        stuff = rel.anchor.is_stuff or rel.anchor.number != 1
-        return np.array([_relation_score(rel.kind, g, shapes[0], stuff) for g in geoms])
-
 
 def ground(candidates: list[Candidate], query: Query, anchors: dict[str, list[Candidate]] | None = None, *,
            to_pixels: Affine = IDENTITY, size: tuple[int, int] = (1, 1), min_object_px: float = 1.0,
