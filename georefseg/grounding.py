@@ -244,6 +244,7 @@ class _Judge:
                   for i in order]
         return ranked, found, left_out
 
+
 def ground(candidates: list[Candidate], query: Query, anchors: dict[str, list[Candidate]] | None = None, *,
            to_pixels: Affine = IDENTITY, size: tuple[int, int] = (1, 1), min_object_px: float = 1.0,
            calibration: Calibration | None = None) -> Grounding:

@@ -177,6 +177,17 @@ def test_an_object_is_not_its_own_anchor():
     assert ranked[-1].raw == 0.0 and ranked[-1].candidate is tanks[0]
 
 
+def test_a_relation_holds_to_the_anchor_the_model_may_mean():
+    """Two objects may be "the red building" (evidence 0.90 and 0.86): a tank west of the second
+    one is "the tank left of the red building" even though the first is the likelier anchor."""
+    anchors = {"the red building": [_cand(10, 10, 30, 30, 0.9), _cand(60, 60, 80, 80, 0.86)]}
+    tanks = [_cand(40, 62, 50, 72), _cand(85, 15, 95, 25)]  # west of the second; east of the first
+    result = ground(tanks, parse_expression("the tank left of the red building"), anchors, size=(100, 100))
+    assert result.ranked[0].candidate is tanks[0] and result.ranked[0].parts["west:0"] > 0.5
+    assert result.ranked[1].parts["west:0"] < 0.01
+    assert result.anchors == {"the red building": 2}
+
+
 def test_calibration_maps_scores_and_its_cutoffs_select():
     cands = [_cand(0, 0, 20, 20, 0.9), _cand(40, 40, 60, 60, 0.6), _cand(70, 70, 90, 90, 0.3)]
     cal = Calibration((0.0, 0.5, 1.0), (0.0, 0.2, 0.9), select_one=0.5, select_all=0.15, source="test")
