@@ -1,8 +1,10 @@
 """Model benchmark: tiles/s and megapixels/s per model and device, parameters, peak memory.
 
-    python benchmarks/models.py [--device cpu|cuda] [--models tiny,rmsin] [--batches 1,4]
+    python benchmarks/models.py [--device cpu|cuda] [--models tiny,rmsin,clipseg] [--batches 1,4]
 
-Weights are random (speed does not depend on them). On CUDA the engine's settings are used
+Weights are random (speed does not depend on them), in each model's published configuration
+(CLIPSeg: CIDAS/clipseg-rd64-refined's, with its 352 px processor and a stand-in word-level
+tokenizer, since the text side costs next to nothing per tile). On CUDA the engine's settings are used
 (bf16 autocast, inference mode) and the largest batch that fits is searched for.
 """
 
@@ -19,11 +21,42 @@ from georefseg.models.base import ReferringSegmenter
 from georefseg.models.device import place
 
 
+def build_clipseg() -> ReferringSegmenter:
+    """CLIPSeg rd64-refined's architecture, random weights, its processor's preprocessing."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import (
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPSegProcessor,
+        PreTrainedTokenizerFast,
+        ViTImageProcessorPil,
+    )
+
+    from georefseg.models.clipseg import CLIPSegSegmenter
+
+    words = ["[UNK]", "the", "large", "storage", "tank", "near", "river"]
+    vocab = {w: i for i, w in enumerate(words)} | {"<|startoftext|>": 49406, "<|endoftext|>": 49407}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        special_tokens=[("<|startoftext|>", 49406), ("<|endoftext|>", 49407)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|endoftext|>")
+    config = CLIPSegConfig(use_complex_transposed_convolution=True)  # rd64-refined: reduce_dim 64, layers 3, 6, 9
+    image = ViTImageProcessorPil(do_resize=True, size={"height": 352, "width": 352}, resample=2, do_rescale=True,
+                                 rescale_factor=1 / 255, do_normalize=True, image_mean=[0.485, 0.456, 0.406],
+                                 image_std=[0.229, 0.224, 0.225])
+    return CLIPSegSegmenter(CLIPSegForImageSegmentation(config).eval(),
+                            CLIPSegProcessor(image_processor=image, tokenizer=tokenizer))
+
+
 def build(name: str) -> ReferringSegmenter:
     if name == "tiny":
         from georefseg.models.tiny import TinyRefSeg
 
         return TinyRefSeg()
+    if name == "clipseg":
+        return build_clipseg()
     from georefseg.models.rmsin import RMSIN
 
     return RMSIN()
@@ -31,7 +64,8 @@ def build(name: str) -> ReferringSegmenter:
 
 def own_parameters(model: ReferringSegmenter) -> tuple[int, int]:
     """(parameters of the image side and fusion, parameters of the text encoder)."""
-    text = sum(p.numel() for n, p in model.named_parameters() if n.startswith("text_encoder."))
+    text = sum(p.numel() for n, p in model.named_parameters()
+               if n.startswith(("text_encoder.", "net.clip.text_model.", "net.clip.text_projection")))
     return sum(p.numel() for p in model.parameters()) - text, text
 
 

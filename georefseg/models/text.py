@@ -20,7 +20,7 @@ from georefseg.models.base import TextBatch
 MAX_TOKENS = 20  # RMSIN/LAVT's limit; long enough for the expressions people write
 
 
-def _offline() -> None:
+def offline() -> None:
     # Nothing here may reach a model hub: honoured by transformers and huggingface_hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -44,7 +44,7 @@ def minilm_dir() -> Path:
 @lru_cache(maxsize=4)
 def load_tokenizer(folder: str | None = None):
     """An uncased WordPiece (BERT) tokenizer from a local folder (default: the MiniLM one)."""
-    _offline()
+    offline()
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(folder or str(minilm_dir()), local_files_only=True)
@@ -64,7 +64,7 @@ class MiniLMEncoder(nn.Module):
 
     def __init__(self, folder: str | None = None):
         super().__init__()
-        _offline()
+        offline()
         from transformers import AutoModel
 
         self.bert = AutoModel.from_pretrained(folder or str(minilm_dir()), local_files_only=True)

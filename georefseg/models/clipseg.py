@@ -1,0 +1,123 @@
+"""CLIPSeg (Lüddecke & Ecker, CVPR 2022) from a local Hugging Face folder: a dense text heat map.
+
+``--model clipseg --checkpoint DIR`` (or ``--model DIR``): DIR holds the model's Hugging Face
+files — ``config.json`` (model_type ``clipseg``), the weights, the CLIP tokenizer and the
+processor config — as ``save_pretrained`` writes them or a hub-cache snapshot; the published
+weights are ``CIDAS/clipseg-rd64-refined``. Loaded with transformers offline
+(``local_files_only``), never fetched.
+
+Each tile goes through the model's own image processor (its resize — 352 px for the published
+weights —, rescale and normalisation) and tokenizer; the logits come back at the processor's
+size and are resized to the tile. The CLIP vision encoder does not see the words (they enter
+only the decoder, by FiLM), so it runs once per tile for all phrases.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from georefseg.errors import ModelError
+from georefseg.models.base import Backend, ReferringSegmenter, SegOutput, TextBatch
+from georefseg.models.hf_folder import find_folder
+from georefseg.models.text import offline
+
+KIND = "clipseg"
+NEEDS = {"the tokenizer": ("tokenizer.json", "vocab.json"),
+         "the image processor config": ("preprocessor_config.json", "processor_config.json")}
+PATCH = 16  # the published weights' ViT-B/16 patches: the decoder's grid
+
+
+class CLIPSegSegmenter(ReferringSegmenter):
+    """A CLIPSeg model and its processor, run tile by tile (see the module docstring)."""
+
+    name = KIND
+    output_stride = PATCH
+
+    def __init__(self, model, processor):
+        super().__init__()
+        self.net, self.processor = model, processor
+        size = processor.image_processor.size
+        self.input_px = int(size.get("height", size.get("shortest_edge", 352)))
+        self.output_stride = int(model.config.vision_config.patch_size)
+        self.tile_size, self.min_overlap = self.input_px, self.input_px // 4  # global attention: wide context
+
+    def encode_text(self, texts: list[str]) -> TextBatch:
+        enc = self.processor.tokenizer(list(texts), padding=True, return_tensors="pt")
+        return TextBatch(enc["input_ids"], enc["attention_mask"])
+
+    def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
+        """The processor's own preprocessing of B×3×H×W images in [0, 1] (as 8-bit RGB)."""
+        rgb = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out = self.processor.image_processor(images=list(np.ascontiguousarray(rgb)), return_tensors="pt")
+        return out["pixel_values"].to(images.device)
+
+    def _activations(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        vision = self.net.clip.vision_model(pixel_values=pixel_values, output_hidden_states=True,
+                                            interpolate_pos_encoding=True)
+        return [vision.hidden_states[i + 1] for i in self.net.extract_layers]
+
+    def _decode(self, activations: list[torch.Tensor], text: TextBatch, size: tuple[int, int]) -> torch.Tensor:
+        cond = self.net.clip.get_text_features(text.input_ids.to(self.device),
+                                               attention_mask=text.attention_mask.to(self.device)).pooler_output
+        logits = self.net.decoder(activations, cond).logits
+        logits = logits.reshape(len(cond), 1, *logits.shape[-2:])
+        return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+    def segment(self, images: torch.Tensor, text: TextBatch) -> SegOutput:
+        return SegOutput(self._decode(self._activations(self.pixel_values(images)), text, images.shape[-2:]))
+
+    def segment_phrases(self, images: torch.Tensor, phrases: TextBatch) -> torch.Tensor:
+        """The vision encoder once per tile, the decoder once per phrase."""
+        acts = self._activations(self.pixel_values(images))
+        out = []
+        for k in range(len(phrases)):
+            text = phrases.select(slice(k, k + 1)).repeat_to(len(images))
+            out.append(self._decode(acts, text, images.shape[-2:]))
+        return torch.cat(out, dim=1)
+
+
+def find_weights(path: Path) -> Path | None:
+    """A CLIPSeg model folder (or hub-cache snapshot) at ``path``; None if it is not one."""
+    return find_folder(path, KIND, NEEDS)
+
+
+def load_folder(path: Path | None) -> CLIPSegSegmenter:
+    """CLIPSeg from a local folder, offline."""
+    if path is None:
+        raise ModelError("clipseg needs {param} DIR: a local folder with the model's Hugging Face files "
+                         "(download CIDAS/clipseg-rd64-refined once; see the README, \"Real imagery\")",
+                         param="checkpoint")
+    offline()
+    # transformers' CLIPSeg classes import in seconds: only when this backend is used.
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+    model = CLIPSegForImageSegmentation.from_pretrained(str(path), local_files_only=True).eval()
+    processor = CLIPSegProcessor.from_pretrained(str(path), local_files_only=True)
+    return CLIPSegSegmenter(model, processor)
+
+
+def tiling(path: Path | None) -> tuple[int, int]:
+    """(tile, overlap) in pixels: the processor's input size, a quarter of it overlapping."""
+    size = 352
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        config = None if path is None else path / name
+        if config is not None and config.is_file():
+            data = json.loads(config.read_text())
+            s = data.get("image_processor", data).get("size", {})
+            size = int(s.get("height", s.get("shortest_edge", size))) if isinstance(s, dict) else int(s)
+            break
+    return size, size // 4
+
+
+BACKEND = Backend(
+    name=KIND,
+    summary="CLIPSeg (CVPR 2022): CLIP ViT-B/16 with a light decoder; a coarse heat map for any phrase; "
+            "small enough for a laptop CPU",
+    needs="--checkpoint DIR: a local Hugging Face folder of CIDAS/clipseg-rd64-refined (config.json, "
+          "model.safetensors, tokenizer, preprocessor_config.json)",
+    find=find_weights, load=load_folder, tiling=tiling, output_stride=PATCH)
