@@ -414,7 +414,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         code = app(args=argv, standalone_mode=False)  # typer returns an Exit's code; Ctrl-C is Exit(130)
     except GeorefsegError as exc:
-        message = exc.render(None if exc.param is None else flag(exc.param))
+        message = exc.render(None if exc.param is None else flag(exc.param), flag)
         interrupted = isinstance(exc, TrainingInterrupted)
         return _fail(message if interrupted else f"error: {message}", 130 if interrupted else 2)
     except (typer.Abort, KeyboardInterrupt):

@@ -11,6 +11,9 @@ typed.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 
 class GeorefsegError(Exception):
     """A problem the caller can fix; the message names it and says how."""
@@ -19,11 +22,11 @@ class GeorefsegError(Exception):
         self.template, self.param = message, param
         super().__init__(self.render())
 
-    def render(self, name: str | None = None) -> str:
-        """The message with the parameter called ``name`` (default: its Python name)."""
-        if self.param is None:
-            return self.template
-        return self.template.replace("{param}", name or self.param)
+    def render(self, name: str | None = None, namer: Callable[[str], str] | None = None) -> str:
+        """The message with the parameter called ``name`` (default: its Python name); other
+        parameters it mentions as ``{append}`` are named by ``namer`` (default: as in Python)."""
+        text = re.sub(r"\{([a-z_]+)\}", lambda m: m[0] if m[1] == "param" else (namer or str)(m[1]), self.template)
+        return text if self.param is None else text.replace("{param}", name or self.param)
 
     def __reduce__(self):  # errors raised on Dask workers travel back pickled
         return type(self), (self.template, self.param)

@@ -88,7 +88,7 @@ def check_vector_writable(path: str | Path, overwrite: bool = False, append: boo
             return  # a new layer beside the others harms nothing
         if layers is not None:
             raise OutputExistsError(f"{path} already has a layer {name!r}: replace that layer (only) with "
-                                    "{param}, add to it with append, or choose another layer", param="overwrite")
+                                    "{param}, add to it with {append}, or choose another layer", param="overwrite")
     raise OutputExistsError(f"{existing[0]} already exists: choose another name, or replace it with {{param}}",
                             param="overwrite")
 

@@ -14,6 +14,7 @@ from affine import Affine
 from fixtures import ColourModel, scene_with_square, write_scene
 from shapely.geometry import box
 
+from georefseg import cli
 from georefseg.api import segment
 from georefseg.errors import InputError, OutputError, OutputExistsError
 from georefseg.outputs import remove_stale, working_folder
@@ -44,8 +45,10 @@ def _layers(path) -> dict[str, int]:
 def test_a_geopackage_keeps_every_other_layer(scene, project):
     segment(scene, "red", project, model=ColourModel())  # a new layer, named for the file
     assert _layers(project) == {"roads": 1, "parcels": 2, "project": 1}
-    with pytest.raises(OutputExistsError, match="already has a layer 'project'"):
+    with pytest.raises(OutputExistsError, match="already has a layer 'project'") as err:
         segment(scene, "red", project, model=ColourModel())
+    assert "with overwrite, add to it with append," in str(err.value)  # Python names in Python …
+    assert "with --overwrite, add to it with --append," in err.value.render("--overwrite", cli.flag)  # … flags
     segment(scene, "red", project, model=ColourModel(), overwrite=True)  # that layer only
     assert _layers(project) == {"roads": 1, "parcels": 2, "project": 1}
     segment(scene, "red", project, model=ColourModel(), append=True)
