@@ -44,7 +44,7 @@ from georefseg.raster import Scene
 from georefseg.runner import BatchTimer, DistributedRunner, LocalRunner, ModelSpec
 from georefseg.stitch import Stitcher
 from georefseg.tiling import MAX_TILE, TileGrid, check_tiling
-from georefseg.vectorize import Candidate, extract_candidates, refine
+from georefseg.vectorize import Candidate, extract_candidates, instance_candidates, refine
 
 MAX_EXPRESSION_CHARS = 300
 # GDAL's block cache, in bytes (rasterio reads a plain integer as bytes, so "256" would turn it
@@ -460,14 +460,15 @@ class Segmenter:
                 emit({"event": "phase", "phase": "infer", "phrases": phrases})
                 raw = [workdir / f"probability_{i}.tif" for i in range(len(phrases))]
                 timer = BatchTimer()
-                skipped = self._blend(sc, grid, phrases, raw, timer, emit)
+                skipped, objects = self._blend(sc, grid, phrases, raw, timer, emit)
                 t_infer = time.perf_counter()
                 timings.update(model_s=timer.model_s, infer_s=t_infer - t_open)
                 emit({"event": "phase", "phase": "vectorize"})
                 # The COG is encoded (GDAL, outside the GIL) while the candidates are vectorised.
                 with ThreadPoolExecutor(1, thread_name_prefix="georefseg-cog") as pool:
                     cog = None if prob is None else pool.submit(write_cog, raw[0], prob)
-                    found: dict[str, list[Candidate]] = {
+                    # The model's own objects where it separates them; else regions of the blended map.
+                    found: dict[str, list[Candidate]] = objects or {
                         phrase: extract_candidates(str(path), opts.threshold) for phrase, path in zip(phrases, raw,
                                                                                                       strict=True)}
                     t_vec = time.perf_counter()
@@ -522,20 +523,26 @@ class Segmenter:
         return rows[:opts.max_features], {"min_area_m2": round(min_area, 3), "message": message}
 
     def _blend(self, sc: Scene, grid: TileGrid, phrases: list[str], raw: list[Path], timer: BatchTimer,
-               emit: ProgressCallback) -> int:
+               emit: ProgressCallback) -> tuple[int, dict[str, list[Candidate]] | None]:
         """Run the model over every tile for all phrases and blend into ``raw`` (one raster per
-        phrase); returns the number of tiles skipped as nodata."""
+        phrase). Returns the number of tiles skipped as nodata and, for a model that separates
+        objects, each phrase's candidates from its instances (made polygons tile by tile, so
+        that no mask outlives its tile)."""
         stitcher = Stitcher(grid, [str(p) for p in raw], sc.crs, sc.transform)
-        skipped, complete = 0, False
+        skipped, complete, objects = 0, False, None
         try:
             for done, res in enumerate(self._runner.run(sc, grid, phrases, self.batch_size, timer), 1):
                 stitcher.add(res.tile, res.logits, res.valid)
                 skipped += res.logits is None
+                if res.instances is not None:
+                    objects = objects or {p: [] for p in phrases}
+                    for phrase, inst in zip(phrases, res.instances, strict=True):
+                        objects[phrase] += instance_candidates([(res.tile, inst)], grid, sc.transform, sc.crs)
                 emit({"event": "tiles", "done": done, "total": len(grid)})
             complete = True
         finally:
             stitcher.close(complete)
-        return skipped
+        return skipped, objects
 
 
 def segment(scene: str | Path, expression: str, output: str | Path | None = None, *,

@@ -33,12 +33,16 @@ from georefseg.models.registry import load_model
 from georefseg.raster import Scene
 from georefseg.tiling import Tile, TileGrid
 
+# One phrase's instances in one tile: masks (N×h×w bool) and scores (N, 0–1).
+TileInstances = tuple[np.ndarray, np.ndarray]
+
 
 @dataclass
 class TileResult:
     tile: Tile
     logits: np.ndarray | None  # K×h×w float32 referring log-odds; None when the tile was skipped
     valid: np.ndarray | None
+    instances: list[TileInstances] | None = None  # per phrase, from models that separate objects
 
 
 @dataclass(frozen=True)
@@ -62,16 +66,21 @@ def read_tile(scene: Scene, tile: Tile, size: int) -> tuple[np.ndarray, np.ndarr
     return image, valid
 
 
-def predict_batch(model: ReferringSegmenter, images: np.ndarray, phrases: TextBatch) -> np.ndarray:
-    """Referring log-odds (B×K×H×W float32) of K phrases for a batch of normalised tiles."""
+def predict_batch(model: ReferringSegmenter, images: np.ndarray,
+                  phrases: TextBatch) -> tuple[np.ndarray, list[list[TileInstances]] | None]:
+    """Referring log-odds (B×K×H×W float32) of K phrases for a batch of normalised tiles, and
+    the model's instances per tile and phrase when it gives them."""
     device = model.device
     x = torch.from_numpy(images).to(device, non_blocking=True)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                 enabled=device.type == "cuda"):
-        logits = model.segment_phrases(x, phrases.to(device)).float()
-    return logits.cpu().numpy()
+        pred = model.predict(x, phrases.to(device))
+    instances = None if pred.instances is None else [
+        [(inst.masks.bool().cpu().numpy(), inst.scores.float().cpu().numpy()) for inst in per_image]
+        for per_image in pred.instances]
+    return pred.logits.float().cpu().numpy(), instances
 
 
 class BatchTimer:
@@ -82,14 +91,16 @@ class BatchTimer:
         self.batches = 0
 
 
-def _results(tiles: list[Tile], reads: list, logits: np.ndarray | None) -> list[TileResult]:
+def _results(tiles: list[Tile], reads: list, logits: np.ndarray | None,
+             instances: list[list[TileInstances]] | None = None) -> list[TileResult]:
     out, j = [], 0
     for tile, read in zip(tiles, reads, strict=True):
         if read is None:
             out.append(TileResult(tile, None, None))
             continue
-        h, w = read[1].shape
-        out.append(TileResult(tile, logits[j, :, :h, :w], read[1]))
+        h, w = read[1].shape  # tiles padded to the model's size are cropped back
+        own = None if instances is None else [(m[:, :h, :w], s) for m, s in instances[j]]
+        out.append(TileResult(tile, logits[j, :, :h, :w], read[1], own))
         j += 1
     return out
 
@@ -146,13 +157,13 @@ class LocalRunner:
                     raise item
                 tiles, reads = item
                 images = [r[0] for r in reads if r is not None]
-                logits = None
+                logits = instances = None
                 if images:
                     t0 = time.perf_counter()
-                    logits = predict_batch(self.model, np.stack(images), text)
+                    logits, instances = predict_batch(self.model, np.stack(images), text)
                     timer.model_s += time.perf_counter() - t0
                     timer.batches += 1
-                yield from _results(tiles, list(reads), logits)
+                yield from _results(tiles, list(reads), logits, instances)
         finally:
             # Wait for the reader (at most one batch of reads) so that no thread is inside GDAL
             # when the caller goes on, or when an interrupted process exits.
@@ -180,11 +191,11 @@ def _worker_model(model: ModelSpec | ReferringSegmenter, compile_model: bool) ->
 
 
 def _worker_batch(scene: Scene, tiles: list[Tile], size: int, model_ref: ModelSpec | ReferringSegmenter,
-                  compile_model: bool, phrases: tuple[str, ...]) -> tuple[list[Tile], list, np.ndarray | None, float]:
+                  compile_model: bool, phrases: tuple[str, ...]) -> tuple[list[Tile], list, tuple | None, float]:
     """Runs on a Dask worker: read, normalise and infer one batch for every phrase."""
     reads = [read_tile(scene, t, size) for t in tiles]
     images = [r[0] for r in reads if r is not None]
-    logits, took = None, 0.0
+    prediction, took = None, 0.0
     if images:
         with _WORKER_LOCK:  # threads of one worker share the model: one batch at a time
             model = _worker_model(model_ref, compile_model)
@@ -192,11 +203,11 @@ def _worker_batch(scene: Scene, tiles: list[Tile], size: int, model_ref: ModelSp
             if key not in _WORKER_TEXT:
                 _WORKER_TEXT[key] = model.encode_text(list(phrases))
             t0 = time.perf_counter()
-            logits = predict_batch(model, np.stack(images), _WORKER_TEXT[key])
+            prediction = predict_batch(model, np.stack(images), _WORKER_TEXT[key])
             took = time.perf_counter() - t0
     scene.close()
-    # Only what the stitcher needs travels back: masks as bool, logits cropped per tile.
-    return tiles, [None if r is None else (None, r[1]) for r in reads], logits, took
+    # Only what the stitcher needs travels back: validity masks, logits (and instances).
+    return tiles, [None if r is None else (None, r[1]) for r in reads], prediction, took
 
 
 class DistributedRunner:
@@ -229,11 +240,11 @@ class DistributedRunner:
                 break
         pending = as_completed(first, loop=self.client.loop)
         for fut in pending:
-            tiles, reads, logits, took = fut.result()
+            tiles, reads, prediction, took = fut.result()
             scene.windows_read += len(tiles)  # read on a worker, counted here
             timer.model_s += took
-            timer.batches += logits is not None
-            yield from _results(tiles, reads, logits)
+            timer.batches += prediction is not None
+            yield from _results(tiles, reads, *(prediction or (None, None)))
             nxt = next(batches, None)
             if nxt is not None:
                 pending.add(submit(nxt))

@@ -9,6 +9,7 @@ ground units converted at the scene's pixel size, whatever the CRS.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,8 @@ from rasterio.windows import Window
 from scipy import ndimage
 from shapely import affinity
 from shapely.geometry.base import BaseGeometry
+
+from georefseg.tiling import Tile, TileGrid
 
 
 @dataclass
@@ -150,6 +153,40 @@ def extract_candidates(prob_path: str, threshold: float = 0.5, strip_rows: int |
     for p in _merge_across_seams(pieces):
         geom = affinity.affine_transform(p.geom, matrix)
         out.append(Candidate(geom, p.prob_sum / max(p.pixels, 1), p.peak, p.pixels, ground_area_m2(geom, crs)))
+    return out
+
+
+def instance_candidates(per_tile: Sequence[tuple[Tile, tuple[np.ndarray, np.ndarray]]], grid: TileGrid,
+                        transform: Affine, crs: CRS) -> list[Candidate]:
+    """Candidates from a model's own instances (one phrase's, tile by tile), in the scene's CRS.
+
+    An instance stays one polygon however it touches its neighbours. An object in the overlap
+    of two tiles is seen by both: it is kept from the tile whose centre lies nearest its own
+    centre (a partition of the scene, so exactly one tile owns it) — not twice, not halved.
+
+    Parameters
+    ----------
+    per_tile
+        (tile, (masks N×h×w bool on the tile's window, scores N in 0–1)) for every tile run.
+    grid, transform, crs
+        The tiling and the scene's georeferencing.
+    """
+    centres = np.array([[t.window.col_off + t.window.width / 2, t.window.row_off + t.window.height / 2]
+                        for t in grid])
+    out = []
+    for tile, (masks, scores) in per_tile:
+        to_map = transform * Affine.translation(tile.window.col_off, tile.window.row_off)
+        for mask, score in zip(masks, scores, strict=True):
+            rows, cols = np.nonzero(mask)
+            if not len(rows):
+                continue
+            centre = (cols.mean() + 0.5 + tile.window.col_off, rows.mean() + 0.5 + tile.window.row_off)
+            if int(np.argmin(((centres - centre) ** 2).sum(axis=1))) != tile.index:
+                continue  # another tile sees more of it around it
+            parts = [_polygon(g["coordinates"]) for g, _ in shapes(mask.astype(np.uint8), mask=mask, connectivity=4,
+                                                                   transform=to_map)]
+            geom = shapely.union_all(parts) if len(parts) > 1 else parts[0]
+            out.append(Candidate(geom, float(score), float(score), int(len(rows)), ground_area_m2(geom, crs)))
     return out
 
 

@@ -9,8 +9,9 @@ import rasterio
 import torch
 import torch.nn.functional as F
 from affine import Affine
+from scipy import ndimage
 
-from georefseg.models.base import ReferringSegmenter, SegOutput, TextBatch
+from georefseg.models.base import Instances, Prediction, ReferringSegmenter, SegOutput, TextBatch
 
 RED = (0.9, 0.1, 0.1)
 
@@ -62,6 +63,32 @@ class WordColourModel(ColourModel):
         colour = self.table[text.input_ids[:, 0]].view(-1, 3, 1, 1).to(images.dtype)
         closeness = 0.3 - (images - colour).abs().sum(1, keepdim=True)
         return SegOutput(F.conv2d(40 * closeness, self.kernel, padding=2))
+
+
+class InstanceColourModel(WordColourModel):
+    """Like WordColourModel, but it also tells objects apart, as an instance model (SAM 3) does:
+    each connected region of one shade of its colour (red channel in steps of 16, so a few
+    levels of noise do not matter) is an instance (score 0.9), so two touching roofs of
+    different shades are two objects where the per-pixel map sees one."""
+
+    name = "instance-colour-fixture"
+
+    def predict(self, images: torch.Tensor, phrases: TextBatch) -> Prediction:
+        logits = self.segment_phrases(images, phrases)
+        instances = []
+        for b in range(len(images)):
+            shade = (images[b, 0] * 255).round().cpu().numpy().astype(int) // 16
+            per_phrase = []
+            for k in range(len(phrases)):
+                on = (logits[b, k] > 0).cpu().numpy()
+                masks = []
+                for value in np.unique(shade[on]):
+                    labels, n = ndimage.label(on & (shade == value))
+                    masks += [labels == i for i in range(1, n + 1)]
+                stack = np.array(masks, bool).reshape(-1, *on.shape)
+                per_phrase.append(Instances(torch.from_numpy(stack), torch.full((len(stack),), 0.9)))
+            instances.append(per_phrase)
+        return Prediction(logits, instances)
 
 
 def write_scene(path: Path, image: np.ndarray, crs: str, transform: Affine, nodata=None,

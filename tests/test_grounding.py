@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from fixtures import WordColourModel, write_scene
+from fixtures import InstanceColourModel, WordColourModel, write_scene
 from shapely.geometry import box
 
 from georefseg.api import segment
@@ -98,6 +98,26 @@ def test_each_kind_of_wording_writes_what_it_names(roofs_scene, tmp_path, kind, 
         r0, r1, c0, c1 = ROOFS[name]
         assert area == pytest.approx((r1 - r0) * (c1 - c0) * 0.25)  # m² at 0.5 m pixels
     assert result.grounding["selected"] == len(expected)
+
+
+def test_instances_stay_instances_across_tiles(tmp_path):
+    """A model that separates objects: two touching roofs stay two polygons, and a roof in the
+    overlap of two tiles (both see it whole) is written once — where a per-pixel map merges the
+    touching pair."""
+    img = np.full((3, 200, 300), 90, np.uint8)
+    roofs = {"A": ((120, 150, 20, 50), 230), "B": ((120, 150, 50, 80), 200), "C": ((20, 44, 100, 124), 230)}
+    for (r0, r1, c0, c1), red in roofs.values():
+        img[:, r0:r1, c0:c1] = np.array([red, 25, 25], np.uint8)[:, None, None]
+    path = write_scene(tmp_path / "touching.tif", img, "EPSG:32633", UTM)
+    objects = segment(path, "the red roofs", tmp_path / "o.gpkg", model=InstanceColourModel())
+    assert objects.tiles == 6  # 3 × 2 tiles of 128 px with 32 px overlap: C lies in two of them
+    written = gpd.read_file(tmp_path / "o.gpkg")
+    expected = [_map_box(r) for r, _ in roofs.values()]
+    assert len(written) == 3
+    for box_ in expected:
+        assert sum(g.symmetric_difference(box_).area < 1e-6 for g in written.geometry) == 1
+    merged = segment(path, "the red roofs", model=WordColourModel()).features  # the per-pixel path
+    assert len(merged) == 2 and merged.area.max() == pytest.approx(30 * 60 * 0.25)
 
 
 def test_candidates_writes_every_one_with_what_was_selected(roofs_scene, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 from affine import Affine
 from distributed import LocalCluster
-from fixtures import ColourModel, scene_with_square, write_scene
+from fixtures import InstanceColourModel, scene_with_square, write_scene
 from shapely.geometry import box
 
 from georefseg.api import Segmenter, SegmentOptions, segment
@@ -35,11 +35,13 @@ def test_distributed_cluster_gives_the_threaded_result(scene, tmp_path, tiny_wei
 
 
 def test_a_model_object_runs_on_the_cluster_through_one_client(scene, tmp_path):
-    """A model object is sent to the workers once; one Segmenter maps two scenes over one client."""
+    """A model object is sent to the workers once; one Segmenter maps two scenes over one client.
+    The model separates objects, so its instances travel back from the workers too."""
     other = write_scene(tmp_path / "t.tif", scene_with_square(200, 200, (20, 60, 20, 60)), "EPSG:32633",
                         Affine(1, 0, 300000, 0, -1, 5000000))
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Segmenter(ColourModel(), options=SegmentOptions(batch_size=2), scheduler=cluster.scheduler_address) as seg:
+            Segmenter(InstanceColourModel(), options=SegmentOptions(batch_size=2),
+                      scheduler=cluster.scheduler_address) as seg:
         client = seg._client
         a = seg.run(scene, "red", tmp_path / "a.gpkg")
         b = seg.run(other, "red", tmp_path / "b.gpkg")
@@ -47,6 +49,7 @@ def test_a_model_object_runs_on_the_cluster_through_one_client(scene, tmp_path):
     assert a.features.geometry.iloc[0].equals(box(300200, 4999840, 300260, 4999900))
     assert b.features.geometry.iloc[0].equals(box(300020, 4999940, 300060, 4999980))
     assert a.timings["model_s"] > 0 and client.status == "closed"
+    assert a.grounding["candidates"] == b.grounding["candidates"] == 1  # one instance each, not one per tile
 
 
 @pytest.mark.parametrize("address, words", [("tcp://127.0.0.1:1", "cannot reach the Dask scheduler"),

@@ -70,6 +70,24 @@ class SegOutput:
         return log_p - torch.log1p(-torch.exp(log_p))
 
 
+@dataclass
+class Instances:
+    """The objects a model tells apart for one image and phrase: N masks (N×H×W bool, at the
+    image's size) and their scores (N, 0–1)."""
+
+    masks: torch.Tensor
+    scores: torch.Tensor
+
+
+@dataclass
+class Prediction:
+    """What a model gives for a batch: referring log-odds of every phrase (B×K×H×W) and, for
+    models that separate objects (instance segmentation), ``instances[b][k]``."""
+
+    logits: torch.Tensor
+    instances: list[list[Instances]] | None = None
+
+
 class ReferringSegmenter(nn.Module):
     """Base class of the models the engine can run tile by tile.
 
@@ -107,6 +125,13 @@ class ReferringSegmenter(nn.Module):
         """
         return torch.cat([self.segment(images, phrases.select(slice(k, k + 1)).repeat_to(len(images)))
                           .referring_logits() for k in range(len(phrases))], dim=1)
+
+    def predict(self, images: torch.Tensor, phrases: TextBatch) -> Prediction:
+        """What the engine asks of each batch of tiles: :meth:`segment_phrases`'s log-odds, and
+        the model's own instances where it has them. A model that separates objects (two
+        touching buildings as two) overrides this to return them; the engine then takes its
+        objects from the instances and the per-pixel map from the log-odds."""
+        return Prediction(self.segment_phrases(images, phrases))
 
     @property
     def device(self) -> torch.device:
