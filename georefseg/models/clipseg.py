@@ -9,7 +9,8 @@ weights are ``CIDAS/clipseg-rd64-refined``. Loaded with transformers offline
 Each tile goes through the model's own image processor (its resize — 352 px for the published
 weights —, rescale and normalisation) and tokenizer; the logits come back at the processor's
 size and are resized to the tile. The CLIP vision encoder does not see the words (they enter
-only the decoder, by FiLM), so it runs once per tile for all phrases.
+only the decoder, by FiLM), so it runs once per tile for all phrases; the text tower runs once
+per run.
 """
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ class CLIPSegSegmenter(ReferringSegmenter):
         self.tile_size, self.min_overlap = self.input_px, self.input_px // 4  # global attention: wide context
 
     def encode_text(self, texts: list[str]) -> TextBatch:
+        """Token ids and CLIP's text embedding (B×1×D), computed here once per run: the engine
+        encodes a run's phrases once, so no tile pays for the text tower."""
         enc = self.processor.tokenizer(list(texts), padding=True, return_tensors="pt")
-        return TextBatch(enc["input_ids"], enc["attention_mask"])
+        with torch.inference_mode():
+            cond = self.net.clip.get_text_features(enc["input_ids"].to(self.device),
+                                                   attention_mask=enc["attention_mask"].to(self.device)).pooler_output
+        return TextBatch(enc["input_ids"], enc["attention_mask"], cond[:, None, :])
 
     def pixel_values(self, images: torch.Tensor) -> torch.Tensor:
         """The processor's own preprocessing of B×3×H×W images in [0, 1] (as 8-bit RGB)."""
@@ -62,8 +68,7 @@ class CLIPSegSegmenter(ReferringSegmenter):
         return [vision.hidden_states[i + 1] for i in self.net.extract_layers]
 
     def _decode(self, activations: list[torch.Tensor], text: TextBatch, size: tuple[int, int]) -> torch.Tensor:
-        cond = self.net.clip.get_text_features(text.input_ids.to(self.device),
-                                               attention_mask=text.attention_mask.to(self.device)).pooler_output
+        cond = text.features[:, 0].to(activations[0].dtype)
         logits = self.net.decoder(activations, cond).logits
         logits = logits.reshape(len(cond), 1, *logits.shape[-2:])
         return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
