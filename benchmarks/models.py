@@ -1,6 +1,6 @@
 """Model benchmark: tiles/s and megapixels/s per model and device, parameters, peak memory.
 
-    python benchmarks/models.py [--device cpu|cuda] [--models tiny,rmsin,clipseg] [--batches 1,4]
+    python benchmarks/models.py [--device cpu|cuda] [--models tiny,rmsin,clipseg,sam3] [--batches 1,4]
 
 Weights are random (speed does not depend on them), in each model's published configuration
 (CLIPSeg: CIDAS/clipseg-rd64-refined's, with its 352 px processor and a stand-in word-level
@@ -21,18 +21,11 @@ from georefseg.models.base import ReferringSegmenter
 from georefseg.models.device import place
 
 
-def build_clipseg() -> ReferringSegmenter:
-    """CLIPSeg rd64-refined's architecture, random weights, its processor's preprocessing."""
+def stand_in_tokenizer():
+    """A word-level tokenizer with CLIP's special-token ids: the text side costs next to nothing
+    per tile, and the real vocabulary cannot be downloaded here."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import (
-        CLIPSegConfig,
-        CLIPSegForImageSegmentation,
-        CLIPSegProcessor,
-        PreTrainedTokenizerFast,
-        ViTImageProcessorPil,
-    )
-
-    from georefseg.models.clipseg import CLIPSegSegmenter
+    from transformers import PreTrainedTokenizerFast
 
     words = ["[UNK]", "the", "large", "storage", "tank", "near", "river"]
     vocab = {w: i for i, w in enumerate(words)} | {"<|startoftext|>": 49406, "<|endoftext|>": 49407}
@@ -41,13 +34,30 @@ def build_clipseg() -> ReferringSegmenter:
     core.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A <|endoftext|>",
         special_tokens=[("<|startoftext|>", 49406), ("<|endoftext|>", 49407)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|endoftext|>")
+
+
+def build_clipseg() -> ReferringSegmenter:
+    """CLIPSeg rd64-refined's architecture, random weights, its processor's preprocessing."""
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessorPil
+
+    from georefseg.models.clipseg import CLIPSegSegmenter
+
     config = CLIPSegConfig(use_complex_transposed_convolution=True)  # rd64-refined: reduce_dim 64, layers 3, 6, 9
     image = ViTImageProcessorPil(do_resize=True, size={"height": 352, "width": 352}, resample=2, do_rescale=True,
                                  rescale_factor=1 / 255, do_normalize=True, image_mean=[0.485, 0.456, 0.406],
                                  image_std=[0.229, 0.224, 0.225])
     return CLIPSegSegmenter(CLIPSegForImageSegmentation(config).eval(),
-                            CLIPSegProcessor(image_processor=image, tokenizer=tokenizer))
+                            CLIPSegProcessor(image_processor=image, tokenizer=stand_in_tokenizer()))
+
+
+def build_sam3() -> ReferringSegmenter:
+    """SAM 3's published architecture (transformers' defaults: ViT-L/14 at 1008 px, 200 queries)."""
+    from transformers import Sam3Config, Sam3Model
+
+    from georefseg.models.sam3 import SAM3Segmenter, processor_settings
+
+    return SAM3Segmenter(Sam3Model(Sam3Config()).eval(), stand_in_tokenizer(), processor_settings(None))
 
 
 def build(name: str) -> ReferringSegmenter:
@@ -57,6 +67,8 @@ def build(name: str) -> ReferringSegmenter:
         return TinyRefSeg()
     if name == "clipseg":
         return build_clipseg()
+    if name == "sam3":
+        return build_sam3()
     from georefseg.models.rmsin import RMSIN
 
     return RMSIN()
@@ -65,7 +77,8 @@ def build(name: str) -> ReferringSegmenter:
 def own_parameters(model: ReferringSegmenter) -> tuple[int, int]:
     """(parameters of the image side and fusion, parameters of the text encoder)."""
     text = sum(p.numel() for n, p in model.named_parameters()
-               if n.startswith(("text_encoder.", "net.clip.text_model.", "net.clip.text_projection")))
+               if n.startswith(("text_encoder.", "net.clip.text_model.", "net.clip.text_projection",
+                                "net.text_encoder.", "net.text_projection")))
     return sum(p.numel() for p in model.parameters()) - text, text
 
 
@@ -80,7 +93,7 @@ def tiles_per_second(model: ReferringSegmenter, batch: int, device: torch.device
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            model.segment(x, text).referring_logits()
+            model.predict(x, text)  # what the engine calls: instances too, for models that give them
 
     step()  # warm-up
     if amp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,28 @@ def scene_with_square(height: int, width: int, box: tuple[int, int, int, int],
     rng = np.random.default_rng(0)
     noise = rng.integers(-3, 4, img.shape)
     return np.clip(img.astype(int) + noise, 0, np.iinfo(dtype).max).astype(dtype)
+
+
+WORDS = ["the", "red", "roof", "storage", "tank", "river", "building", "near", "ship"]
+
+
+def clip_tokenizer(folder: Path):
+    """A CLIP byte-pair tokenizer over WORDS, written into ``folder``: characters, then the
+    merges that build each word (what CLIPSeg's and SAM 3's folders hold, in miniature)."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    chars = sorted(set("".join(WORDS)))
+    for c in chars + [c + "</w>" for c in chars]:
+        vocab[c] = len(vocab)
+    merges = []
+    for w in WORDS:
+        toks = list(w[:-1]) + [w[-1] + "</w>"]
+        while len(toks) > 1:
+            if f"{toks[0]} {toks[1]}" not in merges:
+                merges.append(f"{toks[0]} {toks[1]}")
+            vocab.setdefault(toks[0] + toks[1], len(vocab))
+            toks = [toks[0] + toks[1], *toks[2:]]
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))

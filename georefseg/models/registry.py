@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 from georefseg.errors import ModelError, WeightsNotFoundError
-from georefseg.models import clipseg, rmsin, tiny
+from georefseg.models import clipseg, rmsin, sam3, tiny
 from georefseg.models.base import META_MODEL, Backend, ReferringSegmenter, safetensors_metadata
 from georefseg.models.device import place, resolve_device
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (tiny.BACKEND, rmsin.BACKEND, clipseg.BACKEND)}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (tiny.BACKEND, rmsin.BACKEND, clipseg.BACKEND, sam3.BACKEND)}
 
 
 def list_models() -> list[dict[str, str]]:

@@ -13,14 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from affine import Affine
-from fixtures import write_scene
-from transformers import (
-    CLIPSegConfig,
-    CLIPSegForImageSegmentation,
-    CLIPSegProcessor,
-    CLIPTokenizer,
-    ViTImageProcessorPil,
-)
+from fixtures import clip_tokenizer, write_scene
+from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessorPil
 
 from georefseg.api import segment
 from georefseg.errors import ModelError
@@ -28,33 +22,13 @@ from georefseg.models import list_models, load_model
 from georefseg.models.clipseg import CLIPSegSegmenter
 from georefseg.models.registry import resolve, tiling_defaults
 
-WORDS = ["the", "red", "roof", "storage", "tank", "river", "building", "near", "ship"]
 INPUT_PX = 64  # the processor's resize (352 for the published weights)
-
-
-def _tokenizer(folder: Path) -> CLIPTokenizer:
-    """A byte-pair tokenizer over WORDS: characters, then merges that build each word."""
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    chars = sorted(set("".join(WORDS)))
-    for c in chars + [c + "</w>" for c in chars]:
-        vocab[c] = len(vocab)
-    merges = []
-    for w in WORDS:
-        toks = list(w[:-1]) + [w[-1] + "</w>"]
-        while len(toks) > 1:
-            if f"{toks[0]} {toks[1]}" not in merges:
-                merges.append(f"{toks[0]} {toks[1]}")
-            vocab.setdefault(toks[0] + toks[1], len(vocab))
-            toks = [toks[0] + toks[1], *toks[2:]]
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
 
 
 def make_clipseg_folder(folder: Path, bias: float | None = None) -> Path:
     """save_pretrained of a small CLIPSeg; ``bias`` fixes every output logit to that value."""
     folder.mkdir(parents=True)
-    tok = _tokenizer(folder)
+    tok = clip_tokenizer(folder)
     config = CLIPSegConfig(
         text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                      "num_attention_heads": 2, "max_position_embeddings": 77, "bos_token_id": 0,
