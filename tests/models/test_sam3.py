@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import geopandas as gpd
 import numpy as np
@@ -21,6 +22,7 @@ from transformers import Sam3Config, Sam3Model
 from georefseg.api import Segmenter, SegmentOptions
 from georefseg.errors import ModelError
 from georefseg.models import list_models, load_model
+from georefseg.models.base import TextBatch
 from georefseg.models.registry import resolve, tiling_defaults
 from georefseg.models.sam3 import SAM3Segmenter
 
@@ -156,3 +158,62 @@ def test_evaluate_runs_sam3_through_the_fields_metrics(sam3_dir, tmp_path, offli
     metrics = evaluate(load_model("sam3", checkpoint=sam3_dir, device="cpu"), samples, grounding=True)
     assert metrics["n_target"] + metrics["n_no_target"] == len(samples) > 0
     assert 0.0 <= metrics["mIoU"] <= 1.0 and metrics["presence_acc"] is not None
+
+
+class KnownSam3:
+    """Stands in for the network only, with outputs known from the image: each 4-connected
+    region of one shade of red is a query (mask logit +8 inside, -8 outside; query and presence
+    logits +4), the other queries say nothing (-8). Everything after the network — SAM 3's
+    post-processing, instances, tiles, polygons — is the real code."""
+
+    def __init__(self, queries: int = 6):
+        self.queries = queries
+
+    def get_vision_features(self, pixel_values):
+        return pixel_values
+
+    def __call__(self, vision_embeds, text_embeds, attention_mask):
+        from scipy import ndimage
+
+        x = vision_embeds * 0.5 + 0.5  # undo the normalisation: 0–1
+        b, _, h, w = x.shape
+        masks = torch.full((b, self.queries, h, w), -8.0)
+        logits = torch.full((b, self.queries), -8.0)
+        for i in range(b):
+            red = (x[i, 0] > 0.6) & (x[i, 1] < 0.3)
+            shade = (x[i, 0] * 255).round().int() // 16
+            q = 0
+            for value in torch.unique(shade[red]):
+                labels, n = ndimage.label((red & (shade == value)).numpy())
+                for j in range(1, n + 1):
+                    masks[i, q][torch.from_numpy(labels == j)] = 8.0
+                    logits[i, q] = 4.0
+                    q += 1
+        return SimpleNamespace(pred_logits=logits, pred_masks=masks, presence_logits=torch.full((b, 1), 4.0))
+
+
+def test_known_instances_come_out_once_each_where_they_are(sam3_dir, tmp_path, offline):
+    """Two touching roofs of different shades and one in the overlap of two tiles, through SAM 3's
+    post-processing and the engine: three polygons, exactly where the roofs are, in the CRS."""
+    real = load_model("sam3", checkpoint=sam3_dir, device="cpu")
+    model = SAM3Segmenter(KnownSam3(), real.tokenizer, {"size": INPUT_PX, "rescale_factor": 1 / 255,
+                                                        "image_mean": [0.5] * 3, "image_std": [0.5] * 3})
+    model.encode_text = lambda texts: TextBatch(torch.zeros(len(texts), 2, dtype=torch.long),
+                                                torch.ones(len(texts), 2, dtype=torch.long),
+                                                torch.zeros(len(texts), 2, 4))
+    img = np.full((3, 150, 200), 90, np.uint8)
+    roofs = {"A": ((100, 130, 10, 40), 250), "B": ((100, 130, 40, 70), 200), "C": ((10, 30, 86, 104), 250)}
+    for (r0, r1, c0, c1), red in roofs.values():
+        img[:, r0:r1, c0:c1] = np.array([red, 25, 25], np.uint8)[:, None, None]
+    transform = Affine(0.5, 0, 740000, 0, -0.5, 3740000)
+    scene = write_scene(tmp_path / "roofs.tif", img, "EPSG:32616", transform)
+    with Segmenter(model, options=SegmentOptions(min_area_m2=0)) as seg:
+        result = seg.run(scene, "the red roofs", tmp_path / "o.gpkg")
+    written = gpd.read_file(tmp_path / "o.gpkg")
+    assert result.tiles == 6 and written.crs.to_epsg() == 32616 and len(written) == 3
+    for (r0, r1, c0, c1), _ in roofs.values():
+        expected = box(740000 + 0.5 * c0, 3740000 - 0.5 * r1, 740000 + 0.5 * c1, 3740000 - 0.5 * r0)
+        assert sum(g.symmetric_difference(expected).area < 1e-6 for g in written.geometry) == 1
+    # evidence = the instance score (query × presence) × the support of its 4 × 4 px mask cells
+    score, pixels = torch.sigmoid(torch.tensor(4.0)).item() ** 2, written["area_m2"] / 0.25
+    assert written["evidence"].tolist() == pytest.approx(list(score * pixels / (pixels + 64)), abs=1e-4)
