@@ -137,8 +137,8 @@ def main() -> None:
         for batch in (int(b) for b in args.batches.split(",")):
             tps = tiles_per_second(model, batch, device, args.seconds)
             row = {"model": name, "device": device.type, "threads": torch.get_num_threads(), "batch": batch,
-                   "tile": model.tile_size, "tiles_per_s": round(tps, 2),
-                   "megapixels_per_s": round(tps * model.tile_size ** 2 / 1e6, 2),
+                   "tile": model.tile_size, "tiles_per_s": round(tps, 3), "s_per_tile": round(1 / tps, 3),
+                   "megapixels_per_s": round(tps * model.tile_size ** 2 / 1e6, 3),
                    "params_image_M": round(image_params / 1e6, 2), "params_text_M": round(text_params / 1e6, 2),
                    "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
             if device.type == "cuda":
@@ -148,12 +148,12 @@ def main() -> None:
         if device.type == "cuda":
             print(json.dumps({"model": name, "largest_batch_that_fits": largest_batch(model, device)}), flush=True)
         del model
-    print("\n| model | device | batch | tile | tiles/s | MP/s | params (image + text) | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| model | device | batch | tile | s/tile | tiles/s | MP/s | params (image + text) | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['device']} ({r['threads']} threads) | {r['batch']} | {r['tile']} | "
-              f"{r['tiles_per_s']} | {r['megapixels_per_s']} | {r['params_image_M']} M + {r['params_text_M']} M | "
-              f"{r['peak_rss_MB']} |")
+              f"{r['s_per_tile']} | {r['tiles_per_s']} | {r['megapixels_per_s']} | "
+              f"{r['params_image_M']} M + {r['params_text_M']} M | {r['peak_rss_MB']} |")
 
 
 if __name__ == "__main__":
