@@ -51,3 +51,10 @@ def readme_run(shipped_segmenter, tmp_path_factory):
     out = tmp_path_factory.mktemp("readme")
     return shipped_segmenter.run(SAMPLE / "scene.tif", "the large storage tank near the river",
                                  out / "tanks.gpkg", prob=out / "tanks_prob.tif")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No model hub: what a user's air-gapped machine (and this one) gives transformers."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

@@ -60,12 +60,6 @@ def clipseg_dir(tmp_path_factory) -> Path:
     return make_clipseg_folder(tmp_path_factory.mktemp("clipseg") / "clipseg-small")
 
 
-@pytest.fixture
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 def test_loads_offline_from_a_folder_or_a_hub_snapshot(clipseg_dir, tmp_path, offline):
     model = load_model("clipseg", checkpoint=clipseg_dir, device="cpu")
     assert isinstance(model, CLIPSegSegmenter) and model.tile_size == INPUT_PX and model.min_overlap == 16

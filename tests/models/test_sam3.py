@@ -64,12 +64,6 @@ def sam3_dir(tmp_path_factory) -> Path:
     return make_sam3_folder(tmp_path_factory.mktemp("sam3") / "sam3-small")
 
 
-@pytest.fixture
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 def test_loads_offline_and_is_recognised_from_its_config(sam3_dir, tmp_path, offline):
     model = load_model("sam3", checkpoint=sam3_dir, device="cpu")
     assert isinstance(model, SAM3Segmenter) and model.tile_size == INPUT_PX and model.min_overlap == INPUT_PX // 4
