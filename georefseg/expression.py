@@ -44,6 +44,7 @@ _COUNTS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "ei
 _EVERY = {"all", "every", "each", "any"}
 _COMMANDS = {"find", "show", "me", "select", "segment", "highlight", "locate", "detect", "mark", "outline",
              "map", "extract", "get", "give", "please", "where", "identify", "us"}
+_POLITE = {"me", "us", "please"}
 _NEGATIONS = {"not", "no", "without", "except", "excluding", "non", "never"}
 # Words that only join others; dropped from the ends of a phrase, never reported.
 _GLUE = {"the", "a", "an", "that", "which", "who", "is", "are", "and", "of", "located", "situated", "lying",
@@ -326,7 +327,7 @@ def parse_expression(text: str, with_relations: bool = True) -> Query:
         elif w in _NEGATIONS:
             unused.append(w)
         elif w in _COMMANDS and not words:
-            unused += [] if w in ("of", "me", "please") else [w]
+            unused += [] if w in _POLITE else [w]  # "show me", "please": nothing to report
         elif w in _SIDE_WORDS and not region and nxt and nxt not in _GLUE and nxt not in _SIDE_WORDS:
             region = (_SIDE_WORDS[w],)  # "the western tank"
         elif w in _SIDE_WORDS or w in ("near", "between", "closest", "nearest", "furthest", "farthest"):

@@ -60,7 +60,10 @@ class SAM3Segmenter(ReferringSegmenter):
     output_stride = OUTPUT_STRIDE
 
     def __init__(self, model, tokenizer, settings: dict, threshold: float = THRESHOLD):
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
         super().__init__()
+        self._text_output = BaseModelOutputWithPooling  # how the network takes precomputed text features
         self.net, self.tokenizer, self.threshold = model, tokenizer, threshold
         self.input_px = settings["size"]
         self.rescale = float(settings["rescale_factor"])
@@ -85,9 +88,7 @@ class SAM3Segmenter(ReferringSegmenter):
         return (x * self.rescale - self.mean) / self.std
 
     def _instances(self, vision, text: TextBatch, size: tuple[int, int]) -> tuple[list[Instances], torch.Tensor]:
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-        out = self.net(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=text.features),
+        out = self.net(vision_embeds=vision, text_embeds=self._text_output(pooler_output=text.features),
                        attention_mask=text.attention_mask.to(self.device))
         scores = out.pred_logits.sigmoid()
         if out.presence_logits is not None:
@@ -120,6 +121,12 @@ class SAM3Segmenter(ReferringSegmenter):
         return SegOutput(self._instances(vision, text, images.shape[-2:])[1])
 
 
+def tiling(path: Path | None) -> tuple[int, int]:
+    """(tile, overlap) in pixels: the processor's input size, a quarter of it overlapping."""
+    size = processor_settings(path)["size"]
+    return size, size // 4
+
+
 def find_weights(path: Path) -> Path | None:
     """A SAM 3 model folder (or hub-cache snapshot) at ``path``; None if it is not one."""
     return find_folder(path, KIND, NEEDS)
@@ -146,5 +153,5 @@ BACKEND = Backend(
     needs="--checkpoint DIR: a local Hugging Face folder of facebook/sam3 (config.json, model.safetensors, "
           "tokenizer, processor_config.json)",
     find=find_weights, load=load_folder,
-    tiling=lambda path: (processor_settings(path)["size"], processor_settings(path)["size"] // 4),
+    tiling=tiling,
     output_stride=OUTPUT_STRIDE)
