@@ -213,6 +213,8 @@ def write_vector(gdf: gpd.GeoDataFrame, path: str | Path, layer: str | None = No
             gdf.to_crs("EPSG:4326").to_file(tmp, driver="GeoJSON", layer_options={"RFC7946": "YES"}, **kwargs)
             os.replace(tmp, path)
             return
+        if driver == "GPKG":  # 1.4 (GDAL ≥ 3.7's default) warns in QGIS 3.22–3.28, whose GDAL reads 1.3
+            kwargs["dataset_options"] = {"VERSION": "1.3"}
         keep = path.exists() and (append or (driver == "GPKG" and _gpkg_layers(path) is not None))
         if keep:  # work on a copy, so that the original stays whole until the rename
             for part in file_parts(path):

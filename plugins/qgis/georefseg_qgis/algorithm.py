@@ -1,0 +1,153 @@
+"""The Processing algorithm ``georefseg:segment``: the toolbox, graphical models, batch mode and
+``qgis_process`` all run the engine through it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+)
+
+from . import settings
+from .engine import EngineError, check_engine
+from .extent import bbox_argument, crs_argument
+from .layers import vector_source
+from .protocol import EngineRunError, RunCancelled, SegmentRequest, describe, run_segment
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+# What Processing hands over for "save to GeoPackage" with a table: ogr:dbname='x.gpkg' table="name" (geom)
+OGR_URI = re.compile(r"""^ogr:dbname='(?P<path>(?:[^']|'')+)'\s+table="(?P<table>(?:[^"]|"")+)"\s*""")
+
+
+def split_destination(destination: str) -> tuple[str, str | None]:
+    """A Processing vector destination as (file path, GeoPackage layer or None)."""
+    m = OGR_URI.match(destination)
+    if m is not None:
+        return m.group("path").replace("''", "'"), m.group("table").replace('""', '"')
+    path, _, layer = destination.partition("|layername=")
+    return path, layer or None
+
+
+class SegmentAlgorithm(QgsProcessingAlgorithm):
+    """Find what an expression refers to in a raster and write it as polygons."""
+
+    INPUT, EXPRESSION, OUTPUT, EXTENT = "INPUT", "EXPRESSION", "OUTPUT", "EXTENT"
+    MODEL, CHECKPOINT, DEVICE, THRESHOLD, MIN_AREA = "MODEL", "CHECKPOINT", "DEVICE", "THRESHOLD", "MIN_AREA"
+    CANDIDATES, PROB, FEATURE_COUNT, MESSAGE = "CANDIDATES", "PROB", "FEATURE_COUNT", "MESSAGE"
+
+    def name(self) -> str:
+        return "segment"
+
+    def displayName(self) -> str:
+        return "Segment by expression"
+
+    def shortHelpString(self) -> str:
+        return ("Finds the object(s) a referring expression names, such as 'the large storage tank near the river', "
+                "in a raster and writes them as polygons in the raster's CRS, with rank, score (0–1, calibrated) "
+                "and area_m2. Runs the georefseg engine (a separate installation; see Plugins ▸ georefseg ▸ "
+                "Settings). MODEL is a name from `georefseg models` or the path of a weights file or folder; "
+                "EXTENT limits the run to part of the raster (any CRS: it is reprojected to the raster's).")
+
+    def createInstance(self) -> SegmentAlgorithm:
+        return SegmentAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster"))
+        self.addParameter(QgsProcessingParameterString(self.EXPRESSION, "Expression (what to find)"))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Map only this extent", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.MODEL, "Model (name, or weights file or folder)",
+                                                       defaultValue="tiny"))
+        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Pixel probability threshold",
+                                                       QgsProcessingParameterNumber.Double, 0.5, minValue=0.01,
+                                                       maxValue=0.99))
+        self.addParameter(QgsProcessingParameterNumber(self.MIN_AREA, "Smallest object (m²; empty: the model's)",
+                                                       QgsProcessingParameterNumber.Double, optional=True,
+                                                       minValue=0.0))
+        advanced = [
+            QgsProcessingParameterFile(self.CHECKPOINT, "Weights for the named model", optional=True),
+            QgsProcessingParameterEnum(self.DEVICE, "Device", list(DEVICES), defaultValue=0),
+            QgsProcessingParameterBoolean(self.CANDIDATES, "Write all candidates, ranked (not only the referent)",
+                                          defaultValue=False),
+        ]
+        for parameter in advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Polygons",
+                                                                  QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.PROB, "Probability raster", optional=True,
+                                                                  createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber(self.FEATURE_COUNT, "Features written"))
+        self.addOutput(QgsProcessingOutputString(self.MESSAGE, "What the engine said about the result"))
+
+    def request(self, parameters, context) -> SegmentRequest:
+        """The engine request these parameters describe; a bad one raises QgsProcessingException."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException("INPUT: not a raster layer")
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(f"INPUT: {layer.name()} is a {layer.providerType()} layer; georefseg reads "
+                                         "raster files (GeoTIFF, COG, VRT): save it as a GeoTIFF first")
+        expression = self.parameterAsString(parameters, self.EXPRESSION, context).strip()
+        if not expression:
+            raise QgsProcessingException("EXPRESSION: empty; say what to find, e.g. the large storage tank")
+        bbox = None
+        if parameters.get(self.EXTENT) not in (None, ""):
+            # In the raster's CRS whatever CRS the extent came in: Processing reprojects it.
+            bbox = bbox_argument(self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs()))
+        output, table = split_destination(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
+        prob = self.parameterAsOutputLayer(parameters, self.PROB, context) if parameters.get(self.PROB) else None
+        min_area = parameters.get(self.MIN_AREA)
+        return SegmentRequest(
+            scene=layer.source().split("|")[0], expression=expression, output=output,
+            layer=table if Path(output).suffix.lower() == ".gpkg" else None,
+            model=self.parameterAsString(parameters, self.MODEL, context).strip() or "tiny",
+            checkpoint=self.parameterAsFile(parameters, self.CHECKPOINT, context) or None,
+            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
+            min_area_m2=None if min_area in (None, "") else self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            candidates=self.parameterAsBoolean(parameters, self.CANDIDATES, context),
+            bbox=bbox, bbox_crs=None if bbox is None else crs_argument(layer.crs()), prob=prob or None)
+
+    def processAlgorithm(self, parameters, context, feedback) -> dict:
+        request = self.request(parameters, context)
+        try:
+            engine = check_engine(settings.executable())
+        except EngineError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        feedback.pushInfo(f"georefseg {engine.version_text} at {engine.path}")
+
+        def on_event(event: dict) -> None:
+            percent, text = describe(event)
+            if percent is not None:
+                feedback.setProgress(percent)
+            if event.get("event") == "reading":
+                feedback.pushInfo(f"read as: {event.get('text')}")
+            elif event.get("event") == "phase" and text:
+                feedback.setProgressText(text)
+
+        try:
+            result = run_segment(engine, request, on_event=on_event, cancelled=feedback.isCanceled)
+        except (EngineRunError, RunCancelled) as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        message = (result.get("grounding") or {}).get("message") or ""
+        if message:
+            feedback.pushInfo(message)
+        feedback.pushInfo(f"{result.get('feature_count', 0)} features written to {result['output']}")
+        return {self.OUTPUT: vector_source(request.output, request.layer), self.PROB: request.prob,
+                self.FEATURE_COUNT: result.get("feature_count", 0), self.MESSAGE: message}

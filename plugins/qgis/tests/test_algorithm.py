@@ -1,0 +1,128 @@
+"""georefseg:segment in Processing, end to end with the real engine, against the CLI's own output."""
+
+from __future__ import annotations
+
+import subprocess
+
+import processing
+import pytest
+from conftest import TANK
+from georefseg_qgis.algorithm import split_destination
+from georefseg_qgis.plugin import GeorefsegPlugin
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
+from stand_in_iface import StandInIface
+
+
+@pytest.fixture(scope="module", autouse=True)
+def provider():
+    plugin = GeorefsegPlugin(StandInIface())
+    plugin.initProcessing()
+    yield
+    plugin.unload()
+
+
+def features(layer: QgsVectorLayer) -> list[dict]:
+    return sorted(({"rank": f["rank"], "score": f["score"], "area_m2": f["area_m2"], "selected": bool(f["selected"]),
+                    "wkt": f.geometry()} for f in layer.getFeatures()), key=lambda f: f["rank"])
+
+
+def same_features(ours: list[dict], theirs: list[dict]) -> None:
+    assert [f["rank"] for f in ours] == [f["rank"] for f in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-6) and a["area_m2"] == pytest.approx(b["area_m2"])
+        assert a["wkt"].equals(b["wkt"]) or a["wkt"].symDifference(b["wkt"]).area() < 1e-6
+
+
+def test_segment_in_processing_writes_what_the_cli_writes(scene, cli_result, tmp_path):
+    feedback = QgsProcessingFeedback()
+    progress = []
+    feedback.progressChanged.connect(progress.append)
+    out = tmp_path / "tanks.gpkg"
+    result = processing.run("georefseg:segment", {"INPUT": str(scene), "EXPRESSION": TANK, "OUTPUT": str(out)},
+                            feedback=feedback)
+    layer = QgsVectorLayer(result["OUTPUT"], "tanks", "ogr")
+    raster = QgsRasterLayer(str(scene), "scene")
+    assert layer.isValid() and layer.crs() == raster.crs() and layer.crs().authid() == "EPSG:32633"
+    assert result["FEATURE_COUNT"] == layer.featureCount() == cli_result["feature_count"] == 1
+    cli = QgsVectorLayer(f"{cli_result['output']}|layername=cli", "cli", "ogr")
+    same_features(features(layer), features(cli))
+    # Where the tank is on the ground: the sample's truth centre, (455624.5, 4989520.5) in UTM 33N.
+    centre = next(layer.getFeatures()).geometry().centroid().asPoint()
+    assert abs(centre.x() - 455624.5) < 3 and abs(centre.y() - 4989520.5) < 3
+    assert progress == sorted(progress) and progress[-1] == 100 and 92 in progress  # phase by phase, tiles included
+
+
+def test_an_extent_in_another_crs_is_mapped_where_it_lies(scene, engine_path, tmp_path):
+    """The extent comes in Web Mercator and is reprojected to UTM; the engine, told the same Web
+    Mercator box on its command line, reprojects it with pyproj: both must map the same part."""
+    utm, mercator = QgsCoordinateReferenceSystem("EPSG:32633"), QgsCoordinateReferenceSystem("EPSG:3857")
+    to_mercator = QgsCoordinateTransform(utm, mercator, QgsProject.instance())
+    # Around the tank and some of its surroundings, well inside the scene (UTM metres).
+    box = to_mercator.transformBoundingBox(QgsRectangle(455560, 4989440, 455760, 4989620))
+    extent = f"{box.xMinimum()},{box.xMaximum()},{box.yMinimum()},{box.yMaximum()} [EPSG:3857]"
+    result = processing.run("georefseg:segment", {"INPUT": str(scene), "EXPRESSION": "the storage tanks",
+                                                  "EXTENT": extent, "CANDIDATES": True,
+                                                  "OUTPUT": "TEMPORARY_OUTPUT"})  # a temporary GeoPackage
+    layer = QgsVectorLayer(result["OUTPUT"], "clipped", "ogr")
+    assert layer.isValid() and layer.featureCount() >= 1
+    in_utm = QgsCoordinateTransform(mercator, utm, QgsProject.instance()).transformBoundingBox(box)
+    for feature in layer.getFeatures():  # nothing outside the box, to the pixel
+        bounds = feature.geometry().boundingBox()
+        assert bounds.xMinimum() >= in_utm.xMinimum() - 1 and bounds.xMaximum() <= in_utm.xMaximum() + 1
+        assert bounds.yMinimum() >= in_utm.yMinimum() - 1 and bounds.yMaximum() <= in_utm.yMaximum() + 1
+    cli_out = tmp_path / "cli.gpkg"
+    subprocess.run([engine_path, "segment", str(scene), "the storage tanks", "-o", str(cli_out), "--candidates",
+                    "--bbox", f"{box.xMinimum()},{box.yMinimum()},{box.xMaximum()},{box.yMaximum()}",
+                    "--bbox-crs", "EPSG:3857", "--progress", "none", "--quiet"], check=True)
+    same_features(features(layer), features(QgsVectorLayer(f"{cli_out}|layername=cli", "cli", "ogr")))
+
+
+def test_probability_raster_and_options_reach_the_engine(scene, tmp_path):
+    out, prob = tmp_path / "tank.gpkg", tmp_path / "prob.tif"
+    result = processing.run("georefseg:segment", {"INPUT": str(scene), "EXPRESSION": TANK, "OUTPUT": str(out),
+                                                  "PROB": str(prob), "THRESHOLD": 0.6, "MIN_AREA": 5000})
+    layer = QgsVectorLayer(result["OUTPUT"], "tank", "ogr")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:32633"
+    assert layer.featureCount() == 0  # the tank is ~1100 m², below MIN_AREA: an empty layer, with the fields
+    assert {"rank", "score", "area_m2", "selected"} <= set(layer.fields().names())
+    raster = QgsRasterLayer(result["PROB"], "prob")
+    assert raster.isValid() and raster.width() == 512 and raster.crs().authid() == "EPSG:32633"
+    stats = raster.dataProvider().bandStatistics(1)
+    assert stats.minimumValue >= 0.0 and stats.maximumValue <= 1.0 and stats.maximumValue > 0.6
+
+
+def test_engine_errors_arrive_as_the_engines_one_line(engine_path, tmp_path):
+    from osgeo import gdal
+
+    unplaced = tmp_path / "no_crs.tif"
+    gdal.GetDriverByName("GTiff").Create(str(unplaced), 64, 64, 3)  # a raster QGIS opens, with no CRS
+    out = tmp_path / "never.gpkg"
+    with pytest.raises(QgsProcessingException) as caught:
+        processing.run("georefseg:segment", {"INPUT": str(unplaced), "EXPRESSION": "the tank", "OUTPUT": str(out)})
+    cli = subprocess.run([engine_path, "segment", str(unplaced), "the tank", "-o", str(out)], capture_output=True,
+                         text=True)
+    assert cli.returncode == 2 and str(caught.value) == cli.stderr.strip()
+    assert "coordinate reference system" in str(caught.value) and "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no_crs.tif"]  # nothing written
+
+
+def test_an_empty_expression_is_refused_before_the_engine_runs(scene, tmp_path):
+    with pytest.raises(QgsProcessingException, match="EXPRESSION"):
+        processing.run("georefseg:segment", {"INPUT": str(scene), "EXPRESSION": "  ",
+                                             "OUTPUT": str(tmp_path / "x.gpkg")})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_split_destination_reads_processing_geopackage_uris():
+    assert split_destination("ogr:dbname='/data/it''s.gpkg' table=\"tanks\" (geom)") == ("/data/it's.gpkg", "tanks")
+    assert split_destination("/data/out.gpkg|layername=tanks") == ("/data/out.gpkg", "tanks")
+    assert split_destination("/data/out.geojson") == ("/data/out.geojson", None)
