@@ -76,6 +76,15 @@ def scene(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def full_scene(tmp_path_factory) -> Path:
+    """The whole sample scene (1024 × 1024 px, 9 tiles), copied: QGIS leaves statistics (.aux.xml) beside
+    a raster it draws, and the repository's copy stays as it is."""
+    path = tmp_path_factory.mktemp("full") / "scene.tif"
+    shutil.copy(SAMPLE, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def cli_result(scene, engine_path, tmp_path_factory) -> dict:
     """What the CLI writes for the tank expression on ``scene``: the reference the plugin must match."""
     import json

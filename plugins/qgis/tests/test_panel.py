@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import SAMPLE, TANK, wait_for
+from conftest import TANK, wait_for
 from georefseg_qgis import settings
 from georefseg_qgis.panel import DRAWN, MAP_EXTENT, SegmentPanel
 from qgis.core import (
@@ -66,10 +66,10 @@ def test_a_run_from_the_panel_adds_the_styled_result_and_zooms_to_it(panel, cli_
     assert result["wall_s"] > 0 and "written in" in panel.phase.text()
 
 
-def test_cancel_stops_the_engine_and_leaves_no_output(panel, tmp_path):
+def test_cancel_stops_the_engine_and_leaves_no_output(panel, full_scene, tmp_path):
     from georefseg_qgis.protocol import GRACE_S
 
-    full = QgsRasterLayer(str(SAMPLE), "sample")  # 9 tiles: long enough to cancel in the middle
+    full = QgsRasterLayer(str(full_scene), "sample")  # 9 tiles: long enough to cancel in the middle
     QgsProject.instance().addMapLayer(full)
     panel.raster.setLayer(full)
     panel.expression.setCurrentText(TANK)
