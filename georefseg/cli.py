@@ -16,7 +16,7 @@ from rich.table import Table
 
 from georefseg import __version__
 from georefseg.errors import GeorefsegError, InputError, TrainingInterrupted
-from georefseg.progress import JsonLines, RichBar, Silent
+from georefseg.progress import BatchBar, JsonLines, RichBar, Silent
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Referring segmentation of satellite scenes: an expression in, polygons on the map out.")
@@ -79,6 +79,35 @@ def _reporter(mode: ProgressMode, quiet: bool):
     return RichBar(err)
 
 
+# Options `segment` and `batch` share: one definition each.
+ModelOpt = Annotated[str, typer.Option(help="model name (see `georefseg models`), or a weights file or folder")]
+CheckpointOpt = Annotated[Path | None, typer.Option(help="weights (file or folder) for --model")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")]
+BandsOpt = Annotated[str | None, typer.Option(help="bands, e.g. 3,2,1 (default: from colour interpretation)")]
+TileOpt = Annotated[int | None, typer.Option(help="tile size in pixels (default: the model's)")]
+OverlapOpt = Annotated[int | None, typer.Option(help="pixels shared by neighbouring tiles (default: model's)")]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="tiles per model call (default: 1 on CPU, 8 on GPU)")]
+ThresholdOpt = Annotated[float, typer.Option(help="probability that makes a pixel part of an object")]
+MinAreaOpt = Annotated[float | None, typer.Option(help=(
+    "drop objects smaller than this many m² (default: the model's smallest object at the scene's pixel size)"))]
+SimplifyOpt = Annotated[float, typer.Option(help="simplify outlines to this tolerance in metres")]
+CandidatesOpt = Annotated[bool, typer.Option(help=(
+    "write every candidate, best first, with a 'selected' field (default: only what the expression refers to)"))]
+MaxFeaturesOpt = Annotated[int | None, typer.Option(help="write at most this many features")]
+SchedulerOpt = Annotated[str | None, typer.Option(help="dask.distributed scheduler, e.g. tcp://head:8786")]
+ProgressOpt = Annotated[ProgressMode, typer.Option(
+    help="auto: a bar on a terminal; json: one JSON event per line on stderr; none")]
+QuietOpt = Annotated[bool, typer.Option(help="no progress bar or summary")]
+
+
+def _segment_options(bands, tile, overlap, batch_size, threshold, min_area, simplify, candidates, max_features):
+    from georefseg.api import SegmentOptions
+
+    return SegmentOptions(bands=_bands(bands), tile_px=tile, overlap_px=overlap, batch_size=batch_size,
+                          threshold=threshold, min_area_m2=min_area, simplify_m=simplify, candidates=candidates,
+                          max_features=max_features)
+
+
 @app.command()
 def segment(
     scene: Annotated[str, typer.Argument(help="GeoTIFF, COG or VRT")],
@@ -86,24 +115,19 @@ def segment(
     output: Annotated[Path, typer.Option("-o", "--output", help=".gpkg, .geojson, .shp or .parquet")] = Path(
         "result.gpkg"),
     prob: Annotated[Path | None, typer.Option(help="also write the probability raster (float32 COG)")] = None,
-    model: Annotated[str, typer.Option(help="model name (see `georefseg models`), or a weights file or folder")
-                     ] = "tiny",
-    checkpoint: Annotated[Path | None, typer.Option(help="weights (file or folder) for --model")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
-    bands: Annotated[str | None, typer.Option(help="bands, e.g. 3,2,1 (default: from colour interpretation)")] = None,
-    tile: Annotated[int | None, typer.Option(help="tile size in pixels (default: the model's)")] = None,
-    overlap: Annotated[int | None, typer.Option(help="pixels shared by neighbouring tiles (default: model's)")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="tiles per model call (default: 1 on CPU, 8 on GPU)")] = None,
-    threshold: Annotated[float, typer.Option(help="probability that makes a pixel part of an object")] = 0.5,
-    min_area: Annotated[float | None, typer.Option(help=(
-        "drop objects smaller than this many m² (default: the model's smallest object at the scene's pixel size)"))
-                        ] = None,
-    simplify: Annotated[float, typer.Option(help="simplify outlines to this tolerance in metres")] = 0.0,
-    candidates: Annotated[bool, typer.Option(help=(
-        "write every candidate, best first, with a 'selected' field (default: only what the expression refers to)"))
-                          ] = False,
-    max_features: Annotated[int | None, typer.Option(help="write at most this many features")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="dask.distributed scheduler, e.g. tcp://head:8786")] = None,
+    model: ModelOpt = "tiny",
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = "auto",
+    bands: BandsOpt = None,
+    tile: TileOpt = None,
+    overlap: OverlapOpt = None,
+    batch_size: BatchSizeOpt = None,
+    threshold: ThresholdOpt = 0.5,
+    min_area: MinAreaOpt = None,
+    simplify: SimplifyOpt = 0.0,
+    candidates: CandidatesOpt = False,
+    max_features: MaxFeaturesOpt = None,
+    scheduler: SchedulerOpt = None,
     compile_model: Annotated[bool, typer.Option("--compile", help=(
         "compile the model first (about 40 s on a CPU, then ~1.5× faster per tile): for large scenes"))] = False,
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs (in a GeoPackage, the run's layer only)")
@@ -117,25 +141,23 @@ def segment(
                         ] = None,
     aoi: Annotated[Path | None, typer.Option(help="map only the extent of this vector file's features")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON document on stdout")] = False,
-    progress: Annotated[ProgressMode, typer.Option(
-        help="auto: a bar on a terminal; json: one JSON event per line on stderr; none")] = ProgressMode.auto,
-    quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
+    progress: ProgressOpt = ProgressMode.auto,
+    quiet: QuietOpt = False,
 ) -> None:
     """Find the object(s) EXPRESSION refers to in SCENE and write them as polygons.
 
     Exit codes: 0 done (also when nothing matches), 2 a mistake in the input (one line on
     stderr), 130 interrupted, 1 anything else.
     """
-    from georefseg.api import Segmenter, SegmentOptions, check_request
+    from georefseg.api import Segmenter, check_request
     from georefseg.expression import parse_expression
 
     report = _reporter(progress, quiet)
     _state["events"] = report if isinstance(report, JsonLines) else None
     report({"event": "started", "scene": scene, "expression": expression, "output": str(output),
             "probability": None if prob is None else str(prob), "model": model})
-    options = SegmentOptions(bands=_bands(bands), tile_px=tile, overlap_px=overlap, batch_size=batch_size,
-                             threshold=threshold, min_area_m2=min_area, simplify_m=simplify, candidates=candidates,
-                             max_features=max_features)
+    options = _segment_options(bands, tile, overlap, batch_size, threshold, min_area, simplify, candidates,
+                               max_features)
     region = {"bbox": _numbers(bbox, "bbox"), "bbox_crs": bbox_crs, "aoi": aoi}
     outputs = {"prob": prob, "overwrite": overwrite, "append": append, "layer": layer}
     check_request(scene, expression, output, bands=options.bands, **outputs, **region)  # no model load for a mistake
@@ -194,6 +216,74 @@ def _print_summary(result, expression: str) -> None:
                   "with its score" + (f", --min-area below {grounding['min_area_m2']:g} m² keeps smaller ones"
                                       if grounding["min_area_m2"] else ""))
     out.print(f"polygons: {result.output}" + (f"\nprobability: {result.probability}" if result.probability else ""))
+
+
+@app.command()
+def batch(
+    source: Annotated[str, typer.Argument(help="a folder of scenes, a text file of paths, or a STAC JSON file")],
+    out_dir: Annotated[Path, typer.Argument(help="the batch folder: per-scene outputs, merged layer, report, "
+                                                 "manifest")],
+    expr: Annotated[list[str] | None, typer.Option("--expr", help="what to find in every scene (repeatable)")] = None,
+    expressions: Annotated[Path | None, typer.Option(help="CSV of scene,expression rows: expressions per scene")
+                           ] = None,
+    glob: Annotated[str | None, typer.Option(help="in a folder, map the files matching this pattern (in every "
+                                                  "subfolder), e.g. '*_rgb.tif'")] = None,
+    asset: Annotated[str | None, typer.Option(help="STAC asset to map (default: the item's GeoTIFF)")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="gpkg or parquet")] = "gpkg",
+    crs: Annotated[str, typer.Option(help="CRS of the merged layer")] = "EPSG:4326",
+    workers: Annotated[int | None, typer.Option(help="start a Dask LocalCluster of N worker processes")] = None,
+    scheduler: SchedulerOpt = None,
+    retry_failed: Annotated[bool, typer.Option(help="run again the jobs that failed before")] = False,
+    model: ModelOpt = "tiny",
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = "auto",
+    bands: BandsOpt = None,
+    tile: TileOpt = None,
+    overlap: OverlapOpt = None,
+    batch_size: BatchSizeOpt = None,
+    threshold: ThresholdOpt = 0.5,
+    min_area: MinAreaOpt = None,
+    simplify: SimplifyOpt = 0.0,
+    candidates: CandidatesOpt = False,
+    max_features: MaxFeaturesOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the run report as one JSON document on stdout")
+                       ] = False,
+    progress: ProgressOpt = ProgressMode.auto,
+    quiet: QuietOpt = False,
+) -> None:
+    """Map every scene of SOURCE for the expressions into OUT_DIR, resumably.
+
+    A rerun with the same arguments skips finished jobs (see OUT_DIR/manifest.sqlite) and redoes
+    the rest. Exit codes: 0 all done, 3 done but some jobs failed (listed in OUT_DIR/report.json;
+    --retry-failed runs them again), 2 a mistake in the arguments, 130 interrupted, 1 anything else.
+    """
+    from georefseg.batch import map_archive
+
+    report = JsonLines() if progress == ProgressMode.json else (
+        Silent() if quiet or progress == ProgressMode.none else BatchBar(err))
+    _state["events"] = report if isinstance(report, JsonLines) else None
+    options = _segment_options(bands, tile, overlap, batch_size, threshold, min_area, simplify, candidates,
+                               max_features)
+    try:
+        result = map_archive(source, out_dir, expr or [], expressions_csv=expressions, glob=glob, asset=asset,
+                             model=model, checkpoint=checkpoint, device=device, options=options, fmt=output_format,
+                             crs=crs, workers=workers, scheduler=scheduler, retry_failed=retry_failed,
+                             progress=report)
+    finally:
+        report.close()
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    elif not quiet and progress != ProgressMode.json:  # JSON lines on stderr stay JSON
+        out.print(f"[bold]{result.done}[/] of {result.jobs} jobs done ({result.ran} run now, {result.skipped} "
+                  f"finished before), {result.failed} failed, in {result.seconds:.1f} s "
+                  f"({result.scenes_per_minute:.1f} scenes/min)", highlight=False)
+        for failure in result.failures[:10]:
+            err.print(f"[red]failed:[/] {failure['scene']} ({failure['expression']}): {failure['error']}",
+                      highlight=False, markup=True)
+        out.print(f"merged: {result.merged} ({result.merged_features} features, {result.crs})\n"
+                  f"report: {Path(result.manifest).with_name('report.json')}", highlight=False)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -386,7 +476,8 @@ def evaluate(
 # How the CLI names the library's parameters, where the flag is not just --name-with-dashes.
 FLAGS = {"output": "-o/--output", "compile_model": "--compile", "tile_px": "--tile", "overlap_px": "--overlap",
          "min_area_m2": "--min-area", "simplify_m": "--simplify", "expression": "EXPRESSION", "scene": "SCENE",
-         "out_dir": "-o/--out"}
+         "out_dir": "-o/--out", "expressions": "--expr", "expressions_csv": "--expressions", "fmt": "--format",
+         "source": "SOURCE"}
 
 
 def flag(param: str) -> str:

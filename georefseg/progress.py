@@ -69,6 +69,47 @@ class RichBar:
         self.bar.stop()
 
 
+class BatchBar:
+    """A terminal view of a batch: a bar over jobs, and what the scenes being mapped are doing.
+
+    Takes :func:`georefseg.batch.map_archive`'s events (``batch``, ``scene``, ``job``,
+    ``merged``); prints the dashboard link and each failure as it happens."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
+                            TimeRemainingColumn(), console=console, transient=False)
+        self.jobs = self.bar.add_task("jobs", total=None, info="")
+        self.scene = self.bar.add_task("scene", total=None, info="")
+        self.started = False
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "batch":  # silent until the work begins, so that an early error prints alone
+            self.bar.start()
+            self.started = True
+            self.bar.update(self.jobs, total=event["to_run"], completed=0,
+                            info=f"{event['skipped']} of {event['jobs']} finished before")
+            if event.get("dashboard"):
+                self.console.print(f"Dask dashboard: {event['dashboard']}", highlight=False)
+        elif kind == "scene" and event.get("kind") == "tiles":
+            self.bar.update(self.scene, completed=event["done"], total=event["total"], info=f"{event['scene']}: tiles")
+        elif kind == "scene" and event.get("kind") == "phase":
+            self.bar.update(self.scene, info=f"{event['scene']}: {event['phase']}")
+        elif kind == "job":
+            self.bar.update(self.jobs, completed=event["done"])
+            if event["status"] == "failed":
+                self.console.print(f"[red]failed:[/] {event['scene']} ({event['expression']}): {event['error']}",
+                                   highlight=False)
+        elif kind == "merged":
+            self.bar.update(self.scene, info=f"merged {event['features']} features")
+
+    def close(self) -> None:
+        if self.started:
+            self.bar.stop()
+
+
 class Silent:
     """No progress at all (``--quiet``, ``--progress none``)."""
 

@@ -143,6 +143,8 @@ def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str],
     other = tmp_path / "hf"
     other.mkdir()
     (other / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "items.json").write_text('{"type": "FeatureCollection", "features": [{"type": "Feature"}]}')
+    b_out = str(tmp_path / "batch_out")
     (tmp_path / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
     with rasterio.open(tmp_path / "nocrs.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as d:
         d.write(np.zeros((1, 8, 8), np.uint8))
@@ -210,6 +212,18 @@ def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str],
         (["segment", s, "x", "--aoi", str(blocker)], "is not a vector file"),
         (["info", str(tmp_path / "missing.tif")], "does not exist"),
         (["info", s, "--model", "nope"], "unknown --model 'nope'"),
+        (["batch", str(tmp_path / "no_archive"), b_out, "--expr", "x"], "SOURCE " + str(tmp_path / "no_archive")),
+        (["batch", str(other), b_out, "--expr", "x"], "holds no scene"),
+        (["batch", str(scene.parent), b_out], "give --expr (repeatable), or --expressions"),
+        (["batch", str(scene.parent), b_out, "--expr", " "], "--expr is empty"),
+        (["batch", str(scene.parent), b_out, "--expr", "x", "--format", "shp"], "--format 'shp'"),
+        (["batch", str(scene.parent), b_out, "--expr", "x", "--crs", "EPSG:0"], "--crs 'EPSG:0' is not a CRS"),
+        (["batch", str(scene.parent), b_out, "--expr", "x", "--workers", "2", "--scheduler", "tcp://h:1"],
+         "--workers and scheduler both"),
+        (["batch", str(scene.parent), b_out, "--expr", "x", "--workers", "0"], "--workers 0 must be at least 1"),
+        (["batch", str(scene.parent), b_out, "--expressions", str(blocker)], "--expressions"),
+        (["batch", str(scene.parent), b_out, "--expr", "x", "--model", "nope"], "unknown --model 'nope'"),
+        (["batch", str(tmp_path / "items.json"), b_out, "--expr", "x"], "is not a STAC"),
     ]
 
 

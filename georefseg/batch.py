@@ -1,0 +1,431 @@
+"""Batch mapping: many scenes × expressions, resumable, on this machine or a Dask cluster.
+
+:func:`map_archive` lists the scenes (:mod:`georefseg.archive`), records one job per scene and
+expression in the manifest (:mod:`georefseg.manifest`), runs the unfinished ones — on a
+``dask.distributed`` cluster when one is asked for, each worker process holding one
+:class:`~georefseg.api.Segmenter` for all its jobs — and then merges every finished job's
+polygons into one layer in one CRS (:mod:`georefseg.merge`).
+
+What makes it safe to kill at any moment: a job's output is written atomically by the engine
+before the client records it as done; the merged layer and the report are rebuilt from the
+finished outputs at the end of every run and written atomically too. A rerun with the same
+arguments redoes exactly the jobs that had not finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+from georefseg.api import Segmenter, SegmentOptions, validate_expression
+from georefseg.archive import SceneRef, expressions_from_csv, find_scenes
+from georefseg.errors import GeorefsegError, InputError, SchedulerError
+from georefseg.manifest import Job, Manifest, job_key
+from georefseg.merge import merge_scenes
+from georefseg.models.registry import resolve
+from georefseg.outputs import remove_stale, write_vector
+
+FORMATS = {"gpkg": ".gpkg", "parquet": ".parquet"}
+PROGRESS_TOPIC = "georefseg-batch-progress"
+EXIT_FAILED = 3  # the batch finished, but some jobs failed (listed in the report)
+
+Emit = Callable[[dict], None]
+
+
+def _ignore(event: dict) -> None:
+    """The progress callback of a batch nobody watches."""
+
+
+@dataclass
+class BatchReport:
+    """What a batch run did; also written as ``report.json`` in its folder.
+
+    Attributes
+    ----------
+    jobs : int
+        Jobs the arguments describe (scenes × their expressions).
+    done, failed : int
+        Jobs finished / failed after this run (all runs of the folder together).
+    skipped : int
+        Jobs already finished by an earlier run (not redone).
+    ran : int
+        Jobs this run started.
+    failures : list of dict
+        scene, expression and the one-line error of every failed job.
+    merged : str
+        The merged layer's path; ``merged_features`` its features.
+    seconds : float
+        Wall-clock time of this run; ``scenes_per_minute`` the jobs it ran per minute of it.
+    worker_losses : int
+        Times a worker died under a job this run (Dask ran the job again elsewhere).
+    peak_rss_mb : dict
+        Per worker (address, or ``pid N`` in-process), the peak resident memory its jobs saw, MB.
+    """
+
+    jobs: int
+    done: int
+    failed: int
+    skipped: int
+    ran: int
+    failures: list[dict]
+    merged: str
+    merged_features: int
+    seconds: float
+    scenes_per_minute: float
+    workers: int | None
+    dashboard: str | None
+    worker_losses: int = 0
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    crs: str = "EPSG:4326"
+    manifest: str = ""
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every job is done, :data:`EXIT_FAILED` when some failed."""
+        return EXIT_FAILED if self.failed else 0
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d.pop("outputs")
+        return d
+
+
+# --- on the worker -------------------------------------------------------------------------
+
+_SEGMENTERS: dict[str, Segmenter] = {}  # per worker process: one Segmenter per model set-up, for all its jobs
+
+
+def _segmenter(model: str, weights: str | None, device: str, options: dict) -> Segmenter:
+    key = json.dumps([model, weights, device, options], sort_keys=True)
+    if key not in _SEGMENTERS:
+        _SEGMENTERS[key] = Segmenter(model, weights, device=device, options=SegmentOptions.from_dict(options))
+    return _SEGMENTERS[key]
+
+
+def scene_event(scene_id: str, expression: str, event: dict) -> dict:
+    """A job's engine event (``phase`` or ``tiles``) as a batch ``scene`` event; ``kind`` says which."""
+    inner = {k: v for k, v in event.items() if k != "event"}
+    return {"event": "scene", "scene": scene_id, "expression": expression, "kind": event.get("event"), **inner}
+
+
+def _worker_progress(payload: dict) -> Emit:
+    """A job's engine events, sent from a Dask worker to the client as worker events."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except ValueError:  # not on a worker
+        return _ignore
+    return lambda event: worker.log_event(PROGRESS_TOPIC,
+                                          scene_event(payload["scene_id"], payload["expression"], event))
+
+
+def run_job(payload: dict, progress: Emit | None = None) -> dict:
+    """Map one scene for one expression and write its output; what a worker runs.
+
+    Parameters
+    ----------
+    payload
+        ``key``, ``scene`` (path), ``scene_id``, ``expression``, ``output`` (absolute path),
+        ``model``, ``weights``, ``device``, ``options`` (:meth:`SegmentOptions.to_dict`).
+    progress
+        Called with the engine's events; on a Dask worker they go to the client instead.
+
+    Returns
+    -------
+    dict
+        ``key``, ``features``, ``seconds``, ``worker`` and, when the scene could not be mapped,
+        ``error``: its one line (a bad scene fails its job, never the batch).
+    """
+    t0 = time.perf_counter()
+    emit = progress or _worker_progress(payload)
+    worker = f"pid {os.getpid()}"
+    try:
+        from distributed import get_worker
+
+        worker = get_worker().address
+    except ValueError:
+        pass
+    try:
+        seg = _segmenter(payload["model"], payload["weights"], payload["device"], payload["options"])
+        result = seg.run(payload["scene"], payload["expression"], payload["output"], overwrite=True, progress=emit)
+    except GeorefsegError as exc:
+        return {"key": payload["key"], "error": str(exc), "worker": worker}
+    except Exception as exc:  # an unreadable asset, a GDAL error mid-read: this scene's failure, recorded
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return {"key": payload["key"], "error": f"unexpected {type(exc).__name__}: {text}", "worker": worker}
+    return {"key": payload["key"], "features": len(result.features), "seconds": round(time.perf_counter() - t0, 3),
+            "worker": worker, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux
+
+
+# --- on the client -------------------------------------------------------------------------
+
+def _slug(expression: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", expression.lower()).strip("_")[:40] or "expression"
+
+
+def plan_jobs(scenes: list[SceneRef], expressions: list[str], per_scene: dict[str, list[str]], options: dict,
+              fmt: str) -> list[Job]:
+    """The jobs: every scene with the expressions for all scenes and its own from the CSV, in
+    scene order; each output named by scene id, expression and the job's key."""
+    jobs = []
+    for ref in scenes:
+        for expression in dict.fromkeys([*expressions, *per_scene.get(ref.id, [])]):
+            key = job_key(ref.path, expression, options)
+            output = f"scenes/{ref.id}/{_slug(expression)}-{key[:8]}{FORMATS[fmt]}"
+            jobs.append(Job(key, ref.path, ref.id, ref.datetime, expression, options, output))
+    return jobs
+
+
+def _check(fmt: str, crs, workers: int | None, scheduler: str | None) -> CRS:
+    if fmt not in FORMATS:
+        raise InputError(f"{{param}} {fmt!r}: the merged layer is gpkg or parquet", param="format")
+    if workers is not None and scheduler is not None:
+        raise InputError("{param} and scheduler both say where to run: give one", param="workers")
+    if workers is not None and workers < 1:
+        raise InputError(f"{{param}} {workers} must be at least 1", param="workers")
+    try:
+        return CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise InputError(f"{{param}} {crs!r} is not a CRS: give e.g. EPSG:4326", param="crs") from exc
+
+
+def _client(workers: int | None, scheduler: str | None):
+    """A Dask client on a new LocalCluster (``workers`` processes of one thread) or an existing
+    scheduler; None to run in this process."""
+    if workers is None and scheduler is None:
+        return None
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            return Client(scheduler, timeout="10s", set_as_default=False)
+        except (OSError, ValueError, TypeError) as exc:
+            raise SchedulerError(f"cannot reach the Dask scheduler at {{param}} {scheduler}: start one with "
+                                 "`dask scheduler`, or check the address", param="scheduler") from exc
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address="127.0.0.1:0")
+    return Client(cluster, set_as_default=False)
+
+
+def _worker_losses(keys: list[str], dask_scheduler=None) -> dict[str, int]:
+    """How many times each task was on a worker that died (on the scheduler)."""
+    return {k: dask_scheduler.tasks[k].suspicious for k in keys if k in dask_scheduler.tasks}
+
+
+def _read_layer(path: Path, job: dict):
+    layer = gpd.read_parquet(path) if path.suffix == ".parquet" else pyogrio.read_dataframe(path)
+    layer["scene"] = job["scene_id"]
+    layer["datetime"] = job["datetime"] or ""
+    return layer
+
+
+def _write_json(path: Path, data: dict) -> None:
+    part = path.with_name(f".{path.name}.georefseg-{os.getpid()}.part")
+    part.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(part, path)
+
+
+def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] | tuple[str, ...] = (), *,
+                expressions_csv: str | Path | None = None, glob: str | None = None, asset: str | None = None,
+                model: str = "tiny", checkpoint: str | Path | None = None, device: str = "auto",
+                options: SegmentOptions | None = None, fmt: str = "gpkg", crs="EPSG:4326",
+                workers: int | None = None, scheduler: str | None = None, retry_failed: bool = False,
+                progress: Emit | None = None) -> BatchReport:
+    """Map every scene of ``source`` for its expressions into ``outdir``; resumable.
+
+    Parameters
+    ----------
+    source
+        A folder (searched recursively; ``glob`` picks files), a text file with one path per
+        line, or a STAC catalog, collection, item or ItemCollection JSON (``asset`` names the
+        asset to map).
+    outdir
+        The batch folder: ``scenes/<id>/`` per-scene outputs, ``merged.gpkg`` (or
+        ``merged.parquet``), ``report.json`` and ``manifest.sqlite``.
+    expressions
+        What to find in every scene.
+    expressions_csv
+        A CSV (``scene,expression``) of expressions for particular scenes.
+    model, checkpoint, device, options
+        As for :class:`~georefseg.api.Segmenter`.
+    fmt
+        ``gpkg`` or ``parquet``: per-scene outputs and the merged layer.
+    crs
+        The merged layer's CRS.
+    workers
+        Start a LocalCluster of this many worker processes (one thread each).
+    scheduler
+        Or submit to an existing ``dask.distributed`` scheduler (``tcp://host:8786``); its
+        workers must see the scenes, the folder and the weights at the same paths.
+        With neither, jobs run one after another in this process.
+    retry_failed
+        Run again the jobs an earlier run recorded as failed (by default they are skipped).
+    progress
+        Called with events: ``batch`` (jobs, to run, skipped, dashboard), ``scene`` (a job's
+        engine phase or tiles), ``job`` (one finished or failed), ``merged`` and ``finished``.
+
+    Returns
+    -------
+    BatchReport
+        Also in ``outdir/report.json``; ``exit_code`` says whether anything failed.
+    """
+    t0 = time.perf_counter()
+    emit = progress or _ignore
+    options = options or SegmentOptions()
+    target_crs = _check(fmt, crs, workers, scheduler)
+    try:
+        texts = [validate_expression(e) for e in expressions]
+    except InputError as exc:  # the same words, about this function's parameter
+        raise InputError(exc.template, param="expressions") from None
+    scenes = find_scenes(source, glob, asset)
+    per_scene = expressions_from_csv(expressions_csv, scenes) if expressions_csv is not None else {}
+    if not texts and not per_scene:
+        raise InputError("no expression: give {param} (repeatable), or {expressions_csv} with a CSV of "
+                         "scene,expression rows", param="expressions")
+    backend, weights = resolve(model, checkpoint)  # a wrong model fails here, before any cluster starts
+    weights_path = None if weights is None else str(Path(weights).resolve())
+    job_options = {"model": backend.name, "weights": weights_path, "segment": options.to_dict(), "format": fmt}
+    jobs = plan_jobs(scenes, texts, per_scene, job_options, fmt)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for folder in [outdir, *(outdir / "scenes").glob("*")]:
+        remove_stale(folder)  # parts and working folders of runs that were killed
+    with Manifest(outdir / "manifest.sqlite") as manifest:
+        manifest.add(jobs)
+        run_id = manifest.start_run({"source": str(source), "expressions": texts, "csv": str(expressions_csv),
+                                     "options": job_options, "crs": target_crs.to_string()})
+        state = manifest.status([j.key for j in jobs])
+        todo = [j for j in jobs if _needs_run(state[j.key], outdir, retry_failed)]
+        client = _client(workers, scheduler)
+        try:
+            dashboard = None if client is None else client.dashboard_link
+            emit({"event": "batch", "jobs": len(jobs), "to_run": len(todo), "skipped": len(jobs) - len(todo),
+                  "workers": workers, "dashboard": dashboard})
+            payload = {"model": backend.name, "weights": weights_path, "device": device,
+                       "options": options.to_dict()}
+            losses = _run_jobs(todo, outdir, payload, manifest, client, emit)
+        finally:
+            if client is not None:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None and workers is not None:
+                    cluster.close()
+        state = manifest.status([j.key for j in jobs])
+        merged_path = outdir / f"merged{FORMATS[fmt]}"
+        finished = [(j, state[j.key]) for j in jobs if state[j.key]["status"] == "done"]
+        layers = [_read_layer(outdir / row["output"], row) for _, row in finished]
+        merged = merge_scenes(layers, target_crs)
+        write_vector(merged, merged_path, layer="merged" if fmt == "gpkg" else None)
+        emit({"event": "merged", "features": len(merged), "output": str(merged_path)})
+        failures = [{"scene": state[j.key]["scene_id"], "expression": j.expression, "error": state[j.key]["error"]}
+                    for j in jobs if state[j.key]["status"] == "failed"]
+        seconds = time.perf_counter() - t0
+        report = BatchReport(
+            jobs=len(jobs), done=len(finished), failed=len(failures), skipped=len(jobs) - len(todo), ran=len(todo),
+            failures=failures, merged=str(merged_path), merged_features=len(merged), seconds=round(seconds, 2),
+            scenes_per_minute=round(60 * len(todo) / seconds, 2) if todo else 0.0, workers=workers,
+            dashboard=dashboard, worker_losses=losses, peak_rss_mb=_peaks([row for _, row in finished]),
+            crs=target_crs.to_string(),
+            manifest=str(outdir / "manifest.sqlite"), outputs=[str(outdir / row["output"]) for _, row in finished])
+        _write_json(outdir / "report.json", report.to_dict())
+        manifest.finish_run(run_id, report.to_dict())
+    emit({"event": "finished", **report.to_dict()})
+    return report
+
+
+def _peaks(rows: list[dict]) -> dict[str, float]:
+    peaks: dict[str, float] = {}
+    for row in rows:
+        if row["peak_rss_mb"] is not None:
+            peaks[row["worker"]] = max(peaks.get(row["worker"], 0.0), row["peak_rss_mb"])
+    return dict(sorted(peaks.items()))
+
+
+def _needs_run(row: dict, outdir: Path, retry_failed: bool) -> bool:
+    if row["status"] == "done":
+        return not (outdir / row["output"]).exists()  # finished, but its output has gone: redo it
+    if row["status"] == "failed":
+        return retry_failed
+    return True  # pending, or running when an earlier run was killed
+
+
+def _run_jobs(todo: list[Job], outdir: Path, common: dict, manifest: Manifest, client, emit: Emit) -> int:
+    """Run the jobs (on the cluster when there is a client), recording each as it ends; returns
+    the number of worker losses seen."""
+    total, losses = len(todo), 0
+
+    def record(job: Job, result: dict, lost: int, done: int) -> None:
+        if "error" in result:
+            manifest.failed(job.key, result["error"], lost)
+        else:
+            manifest.done(job.key, result["features"], result["seconds"], result["worker"], lost,
+                          result.get("peak_rss_mb"))
+        emit({"event": "job", "scene": job.scene_id, "expression": job.expression, "done": done, "total": total,
+              "status": "failed" if "error" in result else "done", "features": result.get("features"),
+              "error": result.get("error"), "worker": result.get("worker"), "worker_losses": lost})
+
+    payloads = {j.key: {**common, "key": j.key, "scene": j.scene, "scene_id": j.scene_id,
+                        "expression": j.expression, "output": str((outdir / j.output).resolve())} for j in todo}
+    if client is None:
+        for n, job in enumerate(todo, start=1):
+            manifest.running(job.key)
+
+            def relay(event: dict, job: Job = job) -> None:
+                emit(scene_event(job.scene_id, job.expression, event))
+
+            record(job, run_job(payloads[job.key], relay), 0, n)
+        return 0
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    client.subscribe_topic(PROGRESS_TOPIC, lambda event: emit(event[1]))  # (time, message) pairs
+    by_key = {f"georefseg-job-{j.key}": j for j in todo}
+    window = 2 * max(1, sum(client.nthreads().values()))  # in flight at once: memory stays bounded
+    pending = list(by_key)
+
+    def submit(name: str):
+        manifest.running(by_key[name].key)
+        return client.submit(run_job, payloads[by_key[name].key], key=name, pure=False)
+
+    futures = as_completed([submit(pending.pop(0)) for _ in range(min(window, len(pending)))], loop=client.loop)
+
+    def submit_next() -> None:
+        if pending:
+            futures.add(submit(pending.pop(0)))
+    for n, future in enumerate(futures, start=1):
+        job = by_key[future.key]
+        lost = client.run_on_scheduler(_worker_losses, [future.key]).get(future.key, 0)
+        try:
+            result = future.result()
+        except KilledWorker as exc:
+            result = {"error": f"the workers running it died ({exc.last_worker.address if exc.last_worker else '?'}"
+                               " last): out of memory? give the workers more, or split the scene"}
+        losses += lost
+        record(job, result, lost, n)
+        future.release()
+        submit_next()
+    client.unsubscribe_topic(PROGRESS_TOPIC)
+    return losses
