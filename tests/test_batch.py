@@ -54,18 +54,29 @@ def scenes(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def baseline(scenes, tmp_path_factory):
-    """The uninterrupted batch on two worker processes: what every interrupted run must end as."""
+def cluster():
+    """A real LocalCluster of two worker processes that the batches here submit to (``scheduler=``):
+    each worker loads the model once for all of this module's batches."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def baseline(scenes, cluster, tmp_path_factory):
+    """The uninterrupted batch on the cluster: what every interrupted run must end as."""
     out = tmp_path_factory.mktemp("baseline")
     events = []
-    report = map_archive(scenes, out, [EXPRESSION], workers=2, progress=events.append)
+    report = map_archive(scenes, out, [EXPRESSION], scheduler=cluster.scheduler_address, progress=events.append)
     return report, out, events
 
 
 def test_a_batch_maps_every_scene_and_records_the_corrupt_one(baseline):
     report, out, events = baseline
     assert (report.jobs, report.done, report.failed, report.ran, report.skipped) == (6, 5, 1, 6, 0)
-    assert report.exit_code == EXIT_FAILED and report.workers == 2 and report.dashboard.startswith("http://127.0.0.1")
+    assert report.exit_code == EXIT_FAILED and report.dashboard.startswith("http://127.0.0.1")
     [failure] = report.failures
     assert failure["scene"] == "corrupt" and "corrupt.tif" in failure["error"] and "\n" not in failure["error"]
     with Manifest(out / "manifest.sqlite") as m:
@@ -112,7 +123,9 @@ def wait_for_events(process: subprocess.Popen, wanted) -> list[dict]:
     raise AssertionError(f"the batch ended first: {events[-3:]}")
 
 
-def test_killing_the_client_loses_nothing_and_the_rerun_finishes_identically(scenes, baseline, tmp_path):
+def test_killing_the_client_loses_nothing_and_the_rerun_finishes_identically(scenes, baseline, cluster, tmp_path):
+    """The client (with the LocalCluster it started: --workers) is SIGKILLed after two jobs; the
+    rerun, here on the module's cluster, does exactly the rest."""
     out = tmp_path / "killed"
     first = subprocess.Popen([sys.executable, "-m", "georefseg.cli", "batch", str(scenes), str(out), "--expr",
                               EXPRESSION, "--workers", "2", "--progress", "json"], stderr=subprocess.PIPE, text=True)
@@ -126,7 +139,7 @@ def test_killing_the_client_loses_nothing_and_the_rerun_finishes_identically(sce
         before = dict(m.db.execute("SELECT scene_id, status FROM jobs"))
     assert 2 <= sum(s == "done" for s in before.values()) < 6 and not (out / "merged.gpkg").exists()
     events = []  # the rerun, with the same arguments (here through the API the CLI calls)
-    again = map_archive(scenes, out, [EXPRESSION], workers=2, progress=events.append)
+    again = map_archive(scenes, out, [EXPRESSION], scheduler=cluster.scheduler_address, progress=events.append)
     assert again.exit_code == EXIT_FAILED
     started = next(e for e in events if e["event"] == "batch")
     finished_before = sum(s in ("done", "failed") for s in before.values())  # a failure is not retried unasked
@@ -139,7 +152,7 @@ def test_killing_the_client_loses_nothing_and_the_rerun_finishes_identically(sce
     assert leftovers == []
 
 
-def test_a_killed_worker_is_survived_and_the_manifest_shows_it(scenes, baseline, tmp_path):
+def test_a_killed_worker_is_survived_and_the_manifest_shows_it(scenes, baseline, cluster, tmp_path):
     out = tmp_path / "worker"
     killed = []
 
@@ -152,7 +165,7 @@ def test_a_killed_worker_is_survived_and_the_manifest_shows_it(scenes, baseline,
             busy.send_signal(signal.SIGKILL)
             killed.append(busy.pid)
 
-    report = map_archive(scenes, out, [EXPRESSION], workers=2, progress=kill_a_worker)
+    report = map_archive(scenes, out, [EXPRESSION], scheduler=cluster.scheduler_address, progress=kill_a_worker)
     assert killed and (not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == "zombie")
     assert (report.done, report.failed) == (5, 1)
     assert rows(out / "merged.gpkg") == rows(baseline[1] / "merged.gpkg")

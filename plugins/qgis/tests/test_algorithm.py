@@ -46,9 +46,9 @@ def test_segment_in_processing_writes_what_the_cli_writes(scene, cli_result, tmp
     feedback = QgsProcessingFeedback()
     progress = []
     feedback.progressChanged.connect(progress.append)
-    out = tmp_path / "tanks.gpkg"
-    result = processing.run("georefseg:segment", {"INPUT": str(scene), "EXPRESSION": TANK, "OUTPUT": str(out)},
-                            feedback=feedback)
+    out, prob = tmp_path / "tanks.gpkg", tmp_path / "prob.tif"
+    result = processing.run("georefseg:segment", {"INPUT": str(scene), "EXPRESSION": TANK, "OUTPUT": str(out),
+                                                  "PROB": str(prob)}, feedback=feedback)
     layer = QgsVectorLayer(result["OUTPUT"], "tanks", "ogr")
     raster = QgsRasterLayer(str(scene), "scene")
     assert layer.isValid() and layer.crs() == raster.crs() and layer.crs().authid() == "EPSG:32633"
@@ -59,6 +59,10 @@ def test_segment_in_processing_writes_what_the_cli_writes(scene, cli_result, tmp
     centre = next(layer.getFeatures()).geometry().centroid().asPoint()
     assert abs(centre.x() - 455624.5) < 3 and abs(centre.y() - 4989520.5) < 3
     assert progress == sorted(progress) and progress[-1] == 100 and 92 in progress  # phase by phase, tiles included
+    probability = QgsRasterLayer(result["PROB"], "prob")
+    assert probability.isValid() and probability.width() == 512 and probability.crs().authid() == "EPSG:32633"
+    stats = probability.dataProvider().bandStatistics(1)
+    assert stats.minimumValue >= 0.0 and stats.maximumValue <= 1.0 and stats.maximumValue > 0.5
 
 
 def test_an_extent_in_another_crs_is_mapped_where_it_lies(scene, engine_path, tmp_path):
@@ -70,8 +74,8 @@ def test_an_extent_in_another_crs_is_mapped_where_it_lies(scene, engine_path, tm
     box = to_mercator.transformBoundingBox(QgsRectangle(455560, 4989440, 455760, 4989620))
     extent = f"{box.xMinimum()},{box.xMaximum()},{box.yMinimum()},{box.yMaximum()} [EPSG:3857]"
     result = processing.run("georefseg:segment", {"INPUT": str(scene), "EXPRESSION": "the storage tanks",
-                                                  "EXTENT": extent, "CANDIDATES": True,
-                                                  "OUTPUT": "TEMPORARY_OUTPUT"})  # a temporary GeoPackage
+                                                  "EXTENT": extent, "CANDIDATES": True, "THRESHOLD": 0.6,
+                                                  "MIN_AREA": 150, "OUTPUT": "TEMPORARY_OUTPUT"})  # a temporary gpkg
     layer = QgsVectorLayer(result["OUTPUT"], "clipped", "ogr")
     assert layer.isValid() and layer.featureCount() >= 1
     in_utm = QgsCoordinateTransform(mercator, utm, QgsProject.instance()).transformBoundingBox(box)
@@ -80,24 +84,12 @@ def test_an_extent_in_another_crs_is_mapped_where_it_lies(scene, engine_path, tm
         assert bounds.xMinimum() >= in_utm.xMinimum() - 1 and bounds.xMaximum() <= in_utm.xMaximum() + 1
         assert bounds.yMinimum() >= in_utm.yMinimum() - 1 and bounds.yMaximum() <= in_utm.yMaximum() + 1
     cli_out = tmp_path / "cli.gpkg"
+    assert all(f["area_m2"] >= 150 for f in layer.getFeatures())  # MIN_AREA reached the engine
     subprocess.run([engine_path, "segment", str(scene), "the storage tanks", "-o", str(cli_out), "--candidates",
+                    "--threshold", "0.6", "--min-area", "150",
                     "--bbox", f"{box.xMinimum()},{box.yMinimum()},{box.xMaximum()},{box.yMaximum()}",
                     "--bbox-crs", "EPSG:3857", "--progress", "none", "--quiet"], check=True)
     same_features(features(layer), features(QgsVectorLayer(f"{cli_out}|layername=cli", "cli", "ogr")))
-
-
-def test_probability_raster_and_options_reach_the_engine(scene, tmp_path):
-    out, prob = tmp_path / "tank.gpkg", tmp_path / "prob.tif"
-    result = processing.run("georefseg:segment", {"INPUT": str(scene), "EXPRESSION": TANK, "OUTPUT": str(out),
-                                                  "PROB": str(prob), "THRESHOLD": 0.6, "MIN_AREA": 5000})
-    layer = QgsVectorLayer(result["OUTPUT"], "tank", "ogr")
-    assert layer.isValid() and layer.crs().authid() == "EPSG:32633"
-    assert layer.featureCount() == 0  # the tank is ~1100 m², below MIN_AREA: an empty layer, with the fields
-    assert {"rank", "score", "area_m2", "selected"} <= set(layer.fields().names())
-    raster = QgsRasterLayer(result["PROB"], "prob")
-    assert raster.isValid() and raster.width() == 512 and raster.crs().authid() == "EPSG:32633"
-    stats = raster.dataProvider().bandStatistics(1)
-    assert stats.minimumValue >= 0.0 and stats.maximumValue <= 1.0 and stats.maximumValue > 0.6
 
 
 def test_engine_errors_arrive_as_the_engines_one_line(engine_path, tmp_path):
