@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -30,7 +30,7 @@ from pyproj.exceptions import CRSError
 
 from georefseg.api import Segmenter, SegmentOptions, validate_expression
 from georefseg.archive import SceneRef, expressions_from_csv, find_scenes
-from georefseg.errors import GeorefsegError, InputError, SchedulerError
+from georefseg.errors import BatchInterrupted, GeorefsegError, InputError, SchedulerError
 from georefseg.manifest import Job, Manifest, job_key
 from georefseg.merge import merge_scenes
 from georefseg.models.registry import resolve
@@ -71,6 +71,10 @@ class BatchReport:
         Times a worker died under a job this run (Dask ran the job again elsewhere).
     peak_rss_mb : dict
         Per worker (address, or ``pid N`` in-process), the peak resident memory its jobs saw, MB.
+    workers, dashboard : int or None, str or None
+        The LocalCluster's size (``workers=``) and the Dask dashboard's address, if any.
+    crs, manifest : str
+        The merged layer's CRS, and the manifest's path.
     """
 
     jobs: int
@@ -89,7 +93,6 @@ class BatchReport:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     crs: str = "EPSG:4326"
     manifest: str = ""
-    outputs: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -97,9 +100,7 @@ class BatchReport:
         return EXIT_FAILED if self.failed else 0
 
     def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d.pop("outputs")
-        return d
+        return asdict(self)
 
 
 # --- on the worker -------------------------------------------------------------------------
@@ -194,7 +195,8 @@ def plan_jobs(scenes: list[SceneRef], expressions: list[str], per_scene: dict[st
     for ref in scenes:
         for expression in dict.fromkeys([*expressions, *per_scene.get(ref.id, [])]):
             key = job_key(ref.path, expression, options)
-            output = f"scenes/{ref.id}/{_slug(expression)}-{key[:8]}{FORMATS[fmt]}"
+            folder = re.sub(r"[^\w.-]+", "_", ref.id)  # a STAC id may hold "/" or ":"
+            output = f"scenes/{folder}/{_slug(expression)}-{key[:8]}{FORMATS[fmt]}"
             jobs.append(Job(key, ref.path, ref.id, ref.datetime, expression, options, output))
     return jobs
 
@@ -302,6 +304,10 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
         raise InputError(exc.template, param="expressions") from None
     scenes = find_scenes(source, glob, asset)
     per_scene = expressions_from_csv(expressions_csv, scenes) if expressions_csv is not None else {}
+    try:
+        per_scene = {scene: [validate_expression(e) for e in exprs] for scene, exprs in per_scene.items()}
+    except InputError as exc:
+        raise InputError(exc.template, param="expressions_csv") from None
     if not texts and not per_scene:
         raise InputError("no expression: give {param} (repeatable), or {expressions_csv} with a CSV of "
                          "scene,expression rows", param="expressions")
@@ -309,50 +315,60 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     weights_path = None if weights is None else str(Path(weights).resolve())
     job_options = {"model": backend.name, "weights": weights_path, "segment": options.to_dict(), "format": fmt}
     jobs = plan_jobs(scenes, texts, per_scene, job_options, fmt)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    for folder in [outdir, *(outdir / "scenes").glob("*")]:
-        remove_stale(folder)  # parts and working folders of runs that were killed
-    with Manifest(outdir / "manifest.sqlite") as manifest:
-        manifest.add(jobs)
-        run_id = manifest.start_run({"source": str(source), "expressions": texts, "csv": str(expressions_csv),
-                                     "options": job_options, "crs": target_crs.to_string()})
-        state = manifest.status([j.key for j in jobs])
-        todo = [j for j in jobs if _needs_run(state[j.key], outdir, retry_failed)]
-        client = _client(workers, scheduler)
-        try:
+    client = _client(workers, scheduler)  # an unreachable scheduler is refused before anything is written
+    try:
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        for folder in [outdir, *(outdir / "scenes").glob("*")]:
+            remove_stale(folder)  # parts and working folders of runs that were killed
+        with Manifest(outdir / "manifest.sqlite") as manifest:
+            manifest.add(jobs)
+            run_id = manifest.start_run({"source": str(source), "expressions": texts, "csv": str(expressions_csv),
+                                         "options": job_options, "crs": target_crs.to_string()})
+            state = manifest.status([j.key for j in jobs])
+            todo = [j for j in jobs if _needs_run(state[j.key], outdir, retry_failed)]
             dashboard = None if client is None else client.dashboard_link
             emit({"event": "batch", "jobs": len(jobs), "to_run": len(todo), "skipped": len(jobs) - len(todo),
                   "workers": workers, "dashboard": dashboard})
-            payload = {"model": backend.name, "weights": weights_path, "device": device,
-                       "options": options.to_dict()}
-            losses = _run_jobs(todo, outdir, payload, manifest, client, emit)
-        finally:
-            if client is not None:
-                cluster = client.cluster
-                client.close()
-                if cluster is not None and workers is not None:
-                    cluster.close()
-        state = manifest.status([j.key for j in jobs])
-        merged_path = outdir / f"merged{FORMATS[fmt]}"
-        finished = [(j, state[j.key]) for j in jobs if state[j.key]["status"] == "done"]
-        layers = [_read_layer(outdir / row["output"], row) for _, row in finished]
-        merged = merge_scenes(layers, target_crs)
-        write_vector(merged, merged_path, layer="merged" if fmt == "gpkg" else None)
-        emit({"event": "merged", "features": len(merged), "output": str(merged_path)})
-        failures = [{"scene": state[j.key]["scene_id"], "expression": j.expression, "error": state[j.key]["error"]}
-                    for j in jobs if state[j.key]["status"] == "failed"]
-        seconds = time.perf_counter() - t0
-        report = BatchReport(
-            jobs=len(jobs), done=len(finished), failed=len(failures), skipped=len(jobs) - len(todo), ran=len(todo),
-            failures=failures, merged=str(merged_path), merged_features=len(merged), seconds=round(seconds, 2),
-            scenes_per_minute=round(60 * len(todo) / seconds, 2) if todo else 0.0, workers=workers,
-            dashboard=dashboard, worker_losses=losses, peak_rss_mb=_peaks([row for _, row in finished]),
-            crs=target_crs.to_string(),
-            manifest=str(outdir / "manifest.sqlite"), outputs=[str(outdir / row["output"]) for _, row in finished])
-        _write_json(outdir / "report.json", report.to_dict())
-        manifest.finish_run(run_id, report.to_dict())
+            payload = {"model": backend.name, "weights": weights_path, "device": device, "options": options.to_dict()}
+            try:
+                losses = _run_jobs(todo, outdir, payload, manifest, client, emit)
+            except KeyboardInterrupt:
+                done = sum(r["status"] == "done" for r in manifest.status([j.key for j in jobs]).values())
+                raise BatchInterrupted(f"interrupted: {done} of {len(jobs)} jobs are finished and kept in {outdir}; "
+                                       "run the same command again to do the rest") from None
+            report = _finish(jobs, manifest, outdir, fmt, target_crs, t0, ran=len(todo), workers=workers,
+                             dashboard=dashboard, losses=losses)
+            manifest.finish_run(run_id, report.to_dict())
+    finally:
+        if client is not None:
+            cluster = client.cluster
+            client.close()
+            if cluster is not None and workers is not None:  # the LocalCluster this run started
+                cluster.close()
+    emit({"event": "merged", "features": report.merged_features, "output": report.merged})
     emit({"event": "finished", **report.to_dict()})
+    return report
+
+
+def _finish(jobs: list[Job], manifest: Manifest, outdir: Path, fmt: str, crs: CRS, t0: float, *, ran: int,
+            workers: int | None, dashboard: str | None, losses: int) -> BatchReport:
+    """Merge every finished job's output into one layer and write it and the report (both atomically)."""
+    state = manifest.status([j.key for j in jobs])
+    finished = [state[j.key] for j in jobs if state[j.key]["status"] == "done"]
+    merged = merge_scenes([_read_layer(outdir / row["output"], row) for row in finished], crs)
+    merged_path = outdir / f"merged{FORMATS[fmt]}"
+    write_vector(merged, merged_path, layer="merged" if fmt == "gpkg" else None)
+    failures = [{"scene": state[j.key]["scene_id"], "expression": j.expression, "error": state[j.key]["error"]}
+                for j in jobs if state[j.key]["status"] == "failed"]
+    seconds = time.perf_counter() - t0
+    report = BatchReport(
+        jobs=len(jobs), done=len(finished), failed=len(failures), skipped=len(jobs) - ran, ran=ran,
+        failures=failures, merged=str(merged_path), merged_features=len(merged), seconds=round(seconds, 2),
+        scenes_per_minute=round(60 * ran / seconds, 2) if ran else 0.0, workers=workers, dashboard=dashboard,
+        worker_losses=losses, peak_rss_mb=_peaks(finished), crs=crs.to_string(),
+        manifest=str(outdir / "manifest.sqlite"))
+    _write_json(outdir / "report.json", report.to_dict())
     return report
 
 

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from georefseg import __version__
-from georefseg.errors import GeorefsegError, InputError, TrainingInterrupted
+from georefseg.errors import GeorefsegError, InputError, Interrupted
 from georefseg.progress import BatchBar, JsonLines, RichBar, Silent
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -276,12 +276,13 @@ def batch(
     elif not quiet and progress != ProgressMode.json:  # JSON lines on stderr stay JSON
         out.print(f"[bold]{result.done}[/] of {result.jobs} jobs done ({result.ran} run now, {result.skipped} "
                   f"finished before), {result.failed} failed, in {result.seconds:.1f} s "
-                  f"({result.scenes_per_minute:.1f} scenes/min)", highlight=False)
-        for failure in result.failures[:10]:
-            err.print(f"[red]failed:[/] {failure['scene']} ({failure['expression']}): {failure['error']}",
-                      highlight=False, markup=True)
+                  f"({result.scenes_per_minute:.1f} scenes/min)", highlight=False, soft_wrap=True)
+        if progress == ProgressMode.none:  # the bar printed each failure as it happened
+            for failure in result.failures[:10]:
+                err.print(f"failed: {failure['scene']} ({failure['expression']}): {failure['error']}",
+                          highlight=False, markup=False, soft_wrap=True)
         out.print(f"merged: {result.merged} ({result.merged_features} features, {result.crs})\n"
-                  f"report: {Path(result.manifest).with_name('report.json')}", highlight=False)
+                  f"report: {Path(result.manifest).with_name('report.json')}", highlight=False, soft_wrap=True)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -506,7 +507,7 @@ def run(argv: list[str] | None = None) -> int:
         code = app(args=argv, standalone_mode=False)  # typer returns an Exit's code; Ctrl-C is Exit(130)
     except GeorefsegError as exc:
         message = exc.render(None if exc.param is None else flag(exc.param), flag)
-        interrupted = isinstance(exc, TrainingInterrupted)
+        interrupted = isinstance(exc, Interrupted)
         return _fail(message if interrupted else f"error: {message}", 130 if interrupted else 2)
     except (typer.Abort, KeyboardInterrupt):
         return _fail(INTERRUPTED, 130)

@@ -64,5 +64,13 @@ class DatasetError(GeorefsegError, ValueError):
     """A dataset folder in the wrong layout, or files that do not fit together."""
 
 
-class TrainingInterrupted(GeorefsegError):
+class Interrupted(GeorefsegError):
+    """Work stopped by Ctrl-C (or SIGTERM) with what was finished kept; the message says how to go on."""
+
+
+class TrainingInterrupted(Interrupted):
     """Training stopped by Ctrl-C after writing a resumable checkpoint."""
+
+
+class BatchInterrupted(Interrupted):
+    """A batch stopped by Ctrl-C: finished jobs are kept, a rerun does the rest."""

@@ -19,6 +19,7 @@ from rasterio.windows import Window
 from shapely.geometry import shape
 
 from georefseg.batch import EXIT_FAILED, map_archive
+from georefseg.errors import BatchInterrupted
 from georefseg.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,3 +206,19 @@ def test_a_stac_item_collection_maps_its_assets_with_their_dates(tmp_path):
     assert tank["scenes"] == "tile-a,tile-b" and tank["datetime"] in ("2024-01-15T10:00:00+00:00",
                                                                        "2024-02-15T10:00:00+00:00")
     assert set(merged["datetime"]) <= {"2024-01-15T10:00:00+00:00", "2024-02-15T10:00:00+00:00"}
+
+
+def test_ctrl_c_keeps_the_finished_jobs_and_says_how_to_go_on(tmp_path):
+    folder = write_scenes(tmp_path / "scenes")
+    (folder / "corrupt.tif").unlink()
+    out = tmp_path / "out"
+
+    def interrupt_after_two(event: dict) -> None:
+        if event["event"] == "job" and event["done"] == 2:
+            raise KeyboardInterrupt  # what Ctrl-C (or SIGTERM, through the CLI) raises
+
+    with pytest.raises(BatchInterrupted, match="interrupted: 2 of 5 jobs are finished and kept in .*run the same"):
+        map_archive(folder, out, [EXPRESSION], progress=interrupt_after_two)
+    assert not (out / "merged.gpkg").exists()
+    report = map_archive(folder, out, [EXPRESSION])
+    assert (report.skipped, report.ran, report.done) == (2, 3, 5)

@@ -19,6 +19,7 @@ import pytest
 import rasterio
 from affine import Affine
 from fixtures import WordColourModel, scene_with_square, write_scene
+from rasterio.windows import Window
 
 from georefseg import cli
 from georefseg.models.base import Backend
@@ -305,9 +306,12 @@ def test_interrupted_run_exits_130_and_leaves_nothing(tmp_path):
 
     out = tmp_path / "out"
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # As from a terminal: a shell's background job inherits SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt for it, so the test does not depend on how its own runner was started.
         proc = subprocess.Popen([sys.executable, "-m", "georefseg.cli", "segment", str(SAMPLE), "the storage tank",
                                  "-o", str(out / "o.gpkg"), "--prob", str(out / "p.tif"), "--device", "cpu",
-                                 "--progress", "json"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                 "--progress", "json"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         for line in proc.stderr:
             if json.loads(line)["event"] == "tiles":  # work has begun: the working folder exists
                 proc.send_signal(sig)
@@ -361,3 +365,23 @@ def test_words_it_cannot_use_are_reported(capsys, tmp_path, two_roofs):
     assert code == 0
     assert "warning: not understood, so not used: 'not in the lake', 'find'" in " ".join(err.split())
     assert "read as: 'the red roof', one, not understood: 'not in the lake', 'find'" in " ".join(stdout.split())
+
+
+def test_batch_prints_its_report_and_a_rerun_skips_what_is_done(capsys, tmp_path):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    with rasterio.open(SAMPLE) as src:
+        window = Window(480, 352, 256, 256)
+        profile = {**src.profile, "width": 256, "height": 256, "transform": src.window_transform(window)}
+        with rasterio.open(scenes / "tank.tif", "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    out = tmp_path / "out"
+    code, stdout, _ = run_here(capsys, "batch", str(scenes), str(out), "--expr", "the storage tanks", "--json",
+                               "--progress", "none")
+    report = json.loads(stdout)
+    assert code == 0 and (report["jobs"], report["done"], report["ran"]) == (1, 1, 1)
+    assert report["merged"] == str(out / "merged.gpkg") and gpd.read_file(out / "merged.gpkg").crs.to_epsg() == 4326
+    code, stdout, _ = run_here(capsys, "batch", str(scenes), str(out), "--expr", "the storage tanks",
+                               "--progress", "none")
+    assert code == 0 and "1 of 1 jobs done (0 run now, 1 finished before), 0 failed" in stdout
+    assert f"merged: {out / 'merged.gpkg'} ({report['merged_features']} features, EPSG:4326)" in stdout
