@@ -74,7 +74,7 @@ def baseline(scenes, cluster, tmp_path_factory):
     return report, out, events
 
 
-def test_a_batch_maps_every_scene_and_records_the_corrupt_one(baseline):
+def test_a_batch_maps_every_scene_and_records_the_corrupt_one(baseline, cluster):
     report, out, events = baseline
     assert (report.jobs, report.done, report.failed, report.ran, report.skipped) == (6, 5, 1, 6, 0)
     assert report.exit_code == EXIT_FAILED and report.dashboard.startswith("http://127.0.0.1")
@@ -85,6 +85,11 @@ def test_a_batch_maps_every_scene_and_records_the_corrupt_one(baseline):
     assert {k: v[0] for k, v in states.items()} == {**{k: "done" for k in WINDOWS}, "corrupt": "failed"}
     assert len({v[2] for k, v in states.items() if k != "corrupt"}) == 2  # both workers took jobs
     assert json.loads((out / "report.json").read_text())["failed"] == 1
+    from distributed import Client
+
+    with Client(cluster.scheduler_address, set_as_default=False) as client:  # each worker: one Segmenter, all jobs
+        held = client.run(lambda: len(__import__("georefseg.batch").batch._SEGMENTERS))
+    assert list(held.values()) == [1, 1]
     kinds = {e["event"] for e in events}
     assert {"batch", "scene", "job", "merged", "finished"} <= kinds
     assert any(e["event"] == "scene" and e["kind"] == "tiles" for e in events)  # per-scene progress from workers

@@ -92,6 +92,15 @@ def test_an_extent_in_another_crs_is_mapped_where_it_lies(scene, engine_path, tm
     same_features(features(layer), features(QgsVectorLayer(f"{cli_out}|layername=cli", "cli", "ogr")))
 
 
+def test_cancelling_through_the_feedback_stops_the_engine(full_scene, tmp_path):
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda p: p > 10 and feedback.cancel())  # once tiles are under way
+    with pytest.raises(QgsProcessingException, match="cancelled: the engine was stopped and wrote nothing"):
+        processing.run("georefseg:segment", {"INPUT": str(full_scene), "EXPRESSION": TANK,
+                                             "OUTPUT": str(tmp_path / "never.gpkg")}, feedback=feedback)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_engine_errors_arrive_as_the_engines_one_line(engine_path, tmp_path):
     from osgeo import gdal
 

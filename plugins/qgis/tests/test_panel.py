@@ -92,6 +92,26 @@ def test_cancel_stops_the_engine_and_leaves_no_output(panel, full_scene, tmp_pat
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
 
 
+def test_the_model_list_comes_from_the_engine_and_errors_from_its_line(panel, tmp_path):
+    from osgeo import gdal
+
+    panel.load_models()
+    wait_for(lambda: panel.models_task is None)
+    names = [panel.model.itemText(i) for i in range(panel.model.count())]
+    assert {"tiny", "rmsin", "clipseg", "sam3"} <= set(names) and panel.model.currentText() == "tiny"
+    unplaced = tmp_path / "no_crs.tif"
+    gdal.GetDriverByName("GTiff").Create(str(unplaced), 64, 64, 3)
+    layer = QgsRasterLayer(str(unplaced), "no crs")
+    QgsProject.instance().addMapLayer(layer)
+    panel.raster.setLayer(layer)
+    panel.expression.setCurrentText("the tank")
+    panel.run()
+    wait_for(lambda: panel.results)
+    [message] = messages(panel)
+    assert message.startswith("error: ") and "has no coordinate reference system" in message
+    assert panel.results[0]["error"] == message and panel.run_button.isEnabled()
+
+
 def test_a_missing_engine_is_one_message_with_the_install_line(panel, tmp_path):
     from georefseg_qgis.engine import INSTALL
 
