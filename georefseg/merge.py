@@ -17,6 +17,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from georefseg.groups import connected_groups
 from georefseg.vectorize import ground_area_m2
 
 SHARED = 0.05  # share of the smaller polygon's area two pieces must have in common to be one object
@@ -27,28 +28,14 @@ WGS84 = CRS.from_epsg(4326)
 
 def _groups(frame: gpd.GeoDataFrame) -> list[list[int]]:
     """Positions of ``frame`` that are one object: connected through shared ground across scenes."""
-    geoms = frame.geometry.values
-    parent = list(range(len(frame)))
+    geoms, scenes = frame.geometry.values, frame["scene"].to_numpy()
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    def one_object(i: int, j: int) -> bool:
+        if scenes[i] == scenes[j]:
+            return False  # the engine already separated the objects of one scene
+        return shapely.intersection(geoms[i], geoms[j]).area > SHARED * min(geoms[i].area, geoms[j].area)
 
-    scenes = frame["scene"].to_numpy()
-    tree = shapely.STRtree(geoms)
-    left, right = tree.query(geoms, predicate="intersects")
-    for i, j in zip(left, right, strict=True):
-        if i >= j or scenes[i] == scenes[j]:
-            continue
-        shared = shapely.intersection(geoms[i], geoms[j]).area
-        if shared > SHARED * min(geoms[i].area, geoms[j].area):
-            parent[find(i)] = find(j)
-    members: dict[int, list[int]] = {}
-    for i in range(len(frame)):
-        members.setdefault(find(i), []).append(i)
-    return sorted(members.values())
+    return connected_groups(geoms, one_object)
 
 
 def empty_merged(crs) -> gpd.GeoDataFrame:

@@ -23,6 +23,7 @@ from scipy import ndimage
 from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 
+from georefseg.groups import connected_groups
 from georefseg.tiling import Tile, TileGrid
 
 
@@ -83,22 +84,9 @@ def _merge_across_seams(pieces: list[_Piece]) -> list[_Piece]:
     if not seam:
         return done
     # Pieces that share an edge across a seam belong to one object: group by touching.
-    tree = shapely.STRtree([p.geom for p in seam])
-    parent = list(range(len(seam)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(*tree.query([p.geom for p in seam], predicate="intersects"), strict=True):
-        if i != j and seam[i].geom.intersection(seam[j].geom).length > 0:
-            parent[find(i)] = find(j)
-    groups: dict[int, list[_Piece]] = {}
-    for i, p in enumerate(seam):
-        groups.setdefault(find(i), []).append(p)
-    for group in groups.values():
+    geoms = [p.geom for p in seam]
+    for members in connected_groups(geoms, lambda i, j: geoms[i].intersection(geoms[j]).length > 0):
+        group = [seam[i] for i in members]
         geom = shapely.union_all([p.geom for p in group]) if len(group) > 1 else group[0].geom
         done.append(_Piece(geom, sum(p.prob_sum for p in group), max(p.peak for p in group),
                            sum(p.pixels for p in group), False))
