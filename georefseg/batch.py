@@ -34,11 +34,12 @@ from georefseg.errors import BatchInterrupted, GeorefsegError, InputError, Sched
 from georefseg.manifest import Job, Manifest, job_key
 from georefseg.merge import merge_scenes
 from georefseg.models.registry import resolve
-from georefseg.outputs import remove_stale, write_vector
+from georefseg.outputs import process_alive, remove_stale, write_vector
 
 FORMATS = {"gpkg": ".gpkg", "parquet": ".parquet"}
 PROGRESS_TOPIC = "georefseg-batch-progress"
 EXIT_FAILED = 3  # the batch finished, but some jobs failed (listed in the report)
+LOCK = "batch.lock"  # the pid of the batch running in a folder
 
 Emit = Callable[[dict], None]
 
@@ -315,10 +316,12 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     weights_path = None if weights is None else str(Path(weights).resolve())
     job_options = {"model": backend.name, "weights": weights_path, "segment": options.to_dict(), "format": fmt}
     jobs = plan_jobs(scenes, texts, per_scene, job_options, fmt)
+    outdir = Path(outdir)
+    _check_not_running(outdir)
     client = _client(workers, scheduler)  # an unreachable scheduler is refused before anything is written
     try:
-        outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
+        _lock(outdir)
         for folder in [outdir, *(outdir / "scenes").glob("*")]:
             remove_stale(folder)  # parts and working folders of runs that were killed
         with Manifest(outdir / "manifest.sqlite") as manifest:
@@ -341,6 +344,8 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
                              dashboard=dashboard, losses=losses)
             manifest.finish_run(run_id, report.to_dict())
     finally:
+        if outdir.is_dir():
+            (outdir / LOCK).unlink(missing_ok=True)
         if client is not None:
             cluster = client.cluster
             client.close()
@@ -349,6 +354,24 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     emit({"event": "merged", "features": report.merged_features, "output": report.merged})
     emit({"event": "finished", **report.to_dict()})
     return report
+
+
+def _check_not_running(outdir: Path) -> None:
+    """Refuse a second batch in a folder while one runs there: both would do the same jobs."""
+    try:
+        pid = int((outdir / LOCK).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if pid != os.getpid() and process_alive(pid):
+        raise InputError(f"another batch (process {pid}) is running in {{param}} {outdir}: wait for it, or stop it "
+                         "and run again (finished jobs are kept)", param="outdir")
+
+
+def _lock(outdir: Path) -> None:
+    """Mark the folder as this process's (atomically); a lock left by a killed run is simply replaced."""
+    part = outdir / f".{LOCK}.georefseg-{os.getpid()}.part"
+    part.write_text(f"{os.getpid()}\n")
+    os.replace(part, outdir / LOCK)
 
 
 def _finish(jobs: list[Job], manifest: Manifest, outdir: Path, fmt: str, crs: CRS, t0: float, *, ran: int,

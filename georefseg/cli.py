@@ -478,7 +478,7 @@ def evaluate(
 FLAGS = {"output": "-o/--output", "compile_model": "--compile", "tile_px": "--tile", "overlap_px": "--overlap",
          "min_area_m2": "--min-area", "simplify_m": "--simplify", "expression": "EXPRESSION", "scene": "SCENE",
          "out_dir": "-o/--out", "expressions": "--expr", "expressions_csv": "--expressions", "fmt": "--format",
-         "source": "SOURCE"}
+         "source": "SOURCE", "outdir": "OUT_DIR"}
 
 
 def flag(param: str) -> str:

@@ -148,7 +148,8 @@ def remove_folders(created: list[Path]) -> None:
             return  # not empty: something else lives there now
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (as any user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -166,7 +167,7 @@ def remove_stale(folder: str | Path) -> list[Path]:
         return removed
     for entry in folder.iterdir():
         m = _OWNED.search(entry.name)
-        if m is None or _alive(int(m.group(1) or m.group(2))):
+        if m is None or process_alive(int(m.group(1) or m.group(2))):
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)

@@ -19,7 +19,7 @@ from rasterio.windows import Window
 from shapely.geometry import shape
 
 from georefseg.batch import EXIT_FAILED, map_archive
-from georefseg.errors import BatchInterrupted
+from georefseg.errors import BatchInterrupted, InputError
 from georefseg.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,3 +227,20 @@ def test_ctrl_c_keeps_the_finished_jobs_and_says_how_to_go_on(tmp_path):
     assert not (out / "merged.gpkg").exists()
     report = map_archive(folder, out, [EXPRESSION])
     assert (report.skipped, report.ran, report.done) == (2, 3, 5)
+
+
+def test_a_second_batch_in_a_busy_folder_is_refused(tmp_path):
+    folder = write_scenes(tmp_path / "scenes")
+    out = tmp_path / "out"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "batch.lock").write_text(f"{sleeper.pid}\n")  # as a running batch leaves it
+        with pytest.raises(InputError, match=f"another batch \\(process {sleeper.pid}\\) is running in outdir"):
+            map_archive(folder, out, [EXPRESSION])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sorted(p.name for p in out.iterdir()) == ["batch.lock"]  # nothing else was written
+    report = map_archive(folder, out, [EXPRESSION], glob="a.tif")  # its process is gone: the lock is stale
+    assert report.done == 1 and not (out / "batch.lock").exists()
