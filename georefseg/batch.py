@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import geopandas as gpd
@@ -122,16 +123,14 @@ def scene_event(scene_id: str, expression: str, event: dict) -> dict:
     return {"event": "scene", "scene": scene_id, "expression": expression, "kind": event.get("event"), **inner}
 
 
-def _worker_progress(payload: dict) -> Emit:
-    """A job's engine events, sent from a Dask worker to the client as worker events."""
+def _current_worker():
+    """The Dask worker running this code, or None outside one."""
     try:
         from distributed import get_worker
 
-        worker = get_worker()
-    except ValueError:  # not on a worker
-        return _ignore
-    return lambda event: worker.log_event(PROGRESS_TOPIC,
-                                          scene_event(payload["scene_id"], payload["expression"], event))
+        return get_worker()
+    except ValueError:
+        return None
 
 
 def run_job(payload: dict, progress: Emit | None = None) -> dict:
@@ -152,14 +151,14 @@ def run_job(payload: dict, progress: Emit | None = None) -> dict:
         ``error``: its one line (a bad scene fails its job, never the batch).
     """
     t0 = time.perf_counter()
-    emit = progress or _worker_progress(payload)
-    worker = f"pid {os.getpid()}"
-    try:
-        from distributed import get_worker
+    on_worker = _current_worker()
+    worker = f"pid {os.getpid()}" if on_worker is None else on_worker.address
 
-        worker = get_worker().address
-    except ValueError:
-        pass
+    def relay(event: dict) -> None:  # from a worker, engine events reach the client as worker events
+        if on_worker is not None:
+            on_worker.log_event(PROGRESS_TOPIC, scene_event(payload["scene_id"], payload["expression"], event))
+
+    emit = progress or relay
     try:
         seg = _segmenter(payload["model"], payload["weights"], payload["device"], payload["options"])
         result = seg.run(payload["scene"], payload["expression"], payload["output"], overwrite=True, progress=emit)
@@ -233,9 +232,10 @@ def _client(workers: int | None, scheduler: str | None):
     return Client(cluster, set_as_default=False)
 
 
-def _worker_losses(keys: list[str], dask_scheduler=None) -> dict[str, int]:
-    """How many times each task was on a worker that died (on the scheduler)."""
-    return {k: dask_scheduler.tasks[k].suspicious for k in keys if k in dask_scheduler.tasks}
+def _worker_losses(key: str, dask_scheduler=None) -> int:
+    """How many times the task was on a worker that died (run on the scheduler)."""
+    task = dask_scheduler.tasks.get(key)
+    return 0 if task is None else task.suspicious
 
 
 def _read_layer(path: Path, job: dict):
@@ -443,20 +443,16 @@ def _run_jobs(todo: list[Job], outdir: Path, common: dict, manifest: Manifest, c
     client.subscribe_topic(PROGRESS_TOPIC, lambda event: emit(event[1]))  # (time, message) pairs
     by_key = {f"georefseg-job-{j.key}": j for j in todo}
     window = 2 * max(1, sum(client.nthreads().values()))  # in flight at once: memory stays bounded
-    pending = list(by_key)
+    waiting = iter(by_key)
 
     def submit(name: str):
         manifest.running(by_key[name].key)
         return client.submit(run_job, payloads[by_key[name].key], key=name, pure=False)
 
-    futures = as_completed([submit(pending.pop(0)) for _ in range(min(window, len(pending)))], loop=client.loop)
-
-    def submit_next() -> None:
-        if pending:
-            futures.add(submit(pending.pop(0)))
+    futures = as_completed([submit(name) for name in islice(waiting, window)], loop=client.loop)
     for n, future in enumerate(futures, start=1):
         job = by_key[future.key]
-        lost = client.run_on_scheduler(_worker_losses, [future.key]).get(future.key, 0)
+        lost = client.run_on_scheduler(_worker_losses, future.key)
         try:
             result = future.result()
         except KilledWorker as exc:
@@ -465,6 +461,7 @@ def _run_jobs(todo: list[Job], outdir: Path, common: dict, manifest: Manifest, c
         losses += lost
         record(job, result, lost, n)
         future.release()
-        submit_next()
+        if (name := next(waiting, None)) is not None:
+            futures.add(submit(name))
     client.unsubscribe_topic(PROGRESS_TOPIC)
     return losses
