@@ -127,3 +127,47 @@ def test_split_destination_reads_processing_geopackage_uris():
     assert split_destination("ogr:dbname='/data/it''s.gpkg' table=\"tanks\" (geom)") == ("/data/it's.gpkg", "tanks")
     assert split_destination("/data/out.gpkg|layername=tanks") == ("/data/out.gpkg", "tanks")
     assert split_destination("/data/out.geojson") == ("/data/out.geojson", None)
+
+
+def test_in_a_graphical_model_its_polygons_feed_the_next_algorithm(scene, cli_result, tmp_path):
+    """A model (what the Model Designer saves): the scene in, georefseg:segment, then a 10 m buffer."""
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterRasterLayer,
+    )
+
+    model = QgsProcessingModelAlgorithm("tank_zone", "georefseg tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"), QgsProcessingModelParameter("scene"))
+    segment = QgsProcessingModelChildAlgorithm("georefseg:segment")
+    segment.setChildId("segment")
+    segment.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("scene")])
+    segment.addParameterSources("EXPRESSION", [QgsProcessingModelChildParameterSource.fromStaticValue(TANK)])
+    segment.addParameterSources("MODEL", [QgsProcessingModelChildParameterSource.fromStaticValue("tiny")])
+    segment.addParameterSources("THRESHOLD", [QgsProcessingModelChildParameterSource.fromStaticValue(0.5)])
+    segment.addParameterSources("DEVICE", [QgsProcessingModelChildParameterSource.fromStaticValue(0)])
+    segment.addParameterSources("CANDIDATES", [QgsProcessingModelChildParameterSource.fromStaticValue(False)])
+    model.addChildAlgorithm(segment)
+    buffer = QgsProcessingModelChildAlgorithm("native:buffer")
+    buffer.setChildId("buffer")
+    buffer.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("segment", "OUTPUT")])
+    for name, value in {"DISTANCE": 10, "SEGMENTS": 5, "END_CAP_STYLE": 0, "JOIN_STYLE": 0, "MITER_LIMIT": 2,
+                        "DISSOLVE": False}.items():
+        buffer.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+    zone = QgsProcessingModelOutput("zone", "Zone")
+    zone.setChildId("buffer")
+    zone.setChildOutputName("OUTPUT")
+    buffer.setModelOutputs({"zone": zone})
+    model.addChildAlgorithm(buffer)
+    ok, why = model.validate()
+    assert ok, why
+    result = processing.run(model, {"scene": str(scene), "buffer:zone": str(tmp_path / "zone.gpkg")})
+    layer = QgsVectorLayer(result["buffer:zone"], "zone", "ogr")
+    [zone_feature] = list(layer.getFeatures())
+    tank = QgsVectorLayer(f"{cli_result['output']}|layername=cli", "cli", "ogr")
+    tank_geometry = next(tank.getFeatures()).geometry()
+    assert zone_feature.geometry().contains(tank_geometry) and layer.crs().authid() == "EPSG:32633"
+    assert zone_feature.geometry().area() == pytest.approx(tank_geometry.buffer(10, 5).area(), rel=0.02)
