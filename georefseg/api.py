@@ -283,6 +283,27 @@ def _features(rows: list[tuple[int, Grounded, bool]], text: str, scene: str, mod
                             geometry=gpd.GeoSeries([g.candidate.geometry for _, g, _ in rows], crs=crs))
 
 
+def connect_scheduler(address: str):
+    """A ``dask.distributed`` Client of the scheduler at ``address`` (``tcp://HOST:PORT``).
+
+    Raises
+    ------
+    SchedulerError
+        Not an address, or nothing answers there within 10 s.
+    """
+    from distributed import Client
+
+    if "://" not in address and ":" not in address:
+        raise SchedulerError(f"{{param}} {address!r} is not a scheduler address: write it as tcp://HOST:PORT",
+                             param="scheduler")
+    try:
+        return Client(address, timeout="10s", set_as_default=False)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {{param}} {address} "
+                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
+                             "start one with `dask scheduler`, or check the address", param="scheduler") from exc
+
+
 class Segmenter:
     """A model loaded once, and the way its tiles run, serving many scenes and expressions.
 
@@ -354,21 +375,10 @@ class Segmenter:
             self._runner = DistributedRunner(self._client, spec, compile_model)
 
     def _connect(self, scheduler):
-        from distributed import Client
-
         if not isinstance(scheduler, str):
             return scheduler  # a Client the caller owns
-        if "://" not in scheduler and ":" not in scheduler:
-            raise SchedulerError(f"{{param}} {scheduler!r} is not a scheduler address: write it as "
-                                 "tcp://HOST:PORT", param="scheduler")
-        try:
-            client = Client(scheduler, timeout="10s", set_as_default=False)
-        except (OSError, ValueError, TypeError) as exc:
-            raise SchedulerError(f"cannot reach the Dask scheduler at {{param}} {scheduler} "
-                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
-                                 "start one with `dask scheduler`, or check the address", param="scheduler") from exc
         self._own_client = True
-        return client
+        return connect_scheduler(scheduler)
 
     @property
     def dashboard_link(self) -> str | None:

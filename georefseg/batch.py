@@ -29,9 +29,9 @@ import pyogrio
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from georefseg.api import Segmenter, SegmentOptions, validate_expression
+from georefseg.api import Segmenter, SegmentOptions, connect_scheduler, validate_expression
 from georefseg.archive import SceneRef, expressions_from_csv, find_scenes
-from georefseg.errors import BatchInterrupted, GeorefsegError, InputError, SchedulerError
+from georefseg.errors import BatchInterrupted, GeorefsegError, InputError
 from georefseg.manifest import Job, Manifest, job_key
 from georefseg.merge import merge_scenes
 from georefseg.models.registry import resolve
@@ -219,14 +219,10 @@ def _client(workers: int | None, scheduler: str | None):
     scheduler; None to run in this process."""
     if workers is None and scheduler is None:
         return None
+    if scheduler is not None:
+        return connect_scheduler(scheduler)
     from distributed import Client, LocalCluster
 
-    if scheduler is not None:
-        try:
-            return Client(scheduler, timeout="10s", set_as_default=False)
-        except (OSError, ValueError, TypeError) as exc:
-            raise SchedulerError(f"cannot reach the Dask scheduler at {{param}} {scheduler}: start one with "
-                                 "`dask scheduler`, or check the address", param="scheduler") from exc
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address="127.0.0.1:0")
     return Client(cluster, set_as_default=False)

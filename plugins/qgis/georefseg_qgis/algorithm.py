@@ -28,9 +28,8 @@ from . import settings
 from .engine import EngineError, check_engine
 from .extent import bbox_argument, crs_argument
 from .layers import vector_source
-from .protocol import EngineRunError, RunCancelled, SegmentRequest, describe, run_segment
+from .protocol import DEVICES, EngineRunError, RunCancelled, SegmentRequest, describe, run_segment
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 # What Processing hands over for "save to GeoPackage" with a table: ogr:dbname='x.gpkg' table="name" (geom)
 OGR_URI = re.compile(r"""^ogr:dbname='(?P<path>(?:[^']|'')+)'\s+table="(?P<table>(?:[^"]|"")+)"\s*""")
 

@@ -43,10 +43,9 @@ from . import settings
 from .engine import EngineError, check_engine, list_models
 from .extent import bbox_argument, crs_argument, to_layer_crs
 from .layers import probability_layer, result_layer
-from .protocol import SegmentRequest
+from .protocol import DEVICES, SegmentRequest
 from .task import SegmentTask
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 WHOLE, MAP_EXTENT, DRAWN = "whole raster", "current map extent", "drawn rectangle"
 OUTPUT_FILTER = "GeoPackage (*.gpkg);;GeoJSON (*.geojson);;Shapefile (*.shp);;GeoParquet (*.parquet)"
 MESSAGE_S = 10  # seconds a success message stays in the message bar

@@ -32,6 +32,7 @@ PHASE_PERCENT = {"started": 0, "load": 2, "open": 8, "infer": 10, "vectorize": 9
                  "finished": 100}
 PHASE_TEXT = {"load": "loading the model", "open": "opening the scene", "infer": "segmenting tiles",
               "vectorize": "tracing polygons", "ground": "choosing the referent", "write": "writing the output"}
+DEVICES = ("auto", "cpu", "cuda", "mps")  # the --device choices offered in the panel and Processing
 GRACE_S = 20.0  # after SIGTERM the engine unwinds (removing its temporary files) before it is killed
 
 
