@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -159,19 +161,25 @@ def test_killing_the_client_loses_nothing_and_the_rerun_finishes_identically(sce
 
 
 def test_a_killed_worker_is_survived_and_the_manifest_shows_it(scenes, baseline, cluster, tmp_path):
+    from distributed import Client
+
     out = tmp_path / "worker"
     killed = []
 
-    def kill_a_worker(event: dict) -> None:
-        if event["event"] == "job" and not killed:
-            # A first job is done; the other worker is in the middle of its own: kill that one.
-            done_on = int(event["worker"].rsplit(":", 1)[1])
-            workers = [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
-            busy = next(p for p in workers if done_on not in {c.laddr.port for c in p.net_connections("tcp")})
-            busy.send_signal(signal.SIGKILL)
-            killed.append(busy.pid)
+    def kill_a_busy_worker(spy: Client) -> None:
+        """SIGKILL a worker while a job is on it (its first job spends seconds loading the model)."""
+        while not (busy := [w for w, keys in spy.processing().items() if keys]):
+            time.sleep(0.02)
+        pid = spy.run(os.getpid, workers=[busy[0]])[busy[0]]
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
 
-    report = map_archive(scenes, out, [EXPRESSION], scheduler=cluster.scheduler_address, progress=kill_a_worker)
+    with Client(cluster.scheduler_address, set_as_default=False) as spy:
+        spy.restart()  # fresh worker processes, without the models the earlier batches loaded
+        killer = threading.Thread(target=kill_a_busy_worker, args=(spy,), daemon=True)
+        killer.start()
+        report = map_archive(scenes, out, [EXPRESSION], scheduler=cluster.scheduler_address)
+        killer.join(timeout=60)
     assert killed and (not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == "zombie")
     assert (report.done, report.failed) == (5, 1)
     assert rows(out / "merged.gpkg") == rows(baseline[1] / "merged.gpkg")
