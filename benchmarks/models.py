@@ -41,23 +41,24 @@ def build_clipseg() -> ReferringSegmenter:
     """CLIPSeg rd64-refined's architecture, random weights, its processor's preprocessing."""
     from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessorPil
 
-    from georefseg.models.clipseg import CLIPSegSegmenter
+    from georefseg.models.hf.clipseg import CLIPSegSegmenter, read_card
 
     config = CLIPSegConfig(use_complex_transposed_convolution=True)  # rd64-refined: reduce_dim 64, layers 3, 6, 9
     image = ViTImageProcessorPil(do_resize=True, size={"height": 352, "width": 352}, resample=2, do_rescale=True,
                                  rescale_factor=1 / 255, do_normalize=True, image_mean=[0.485, 0.456, 0.406],
                                  image_std=[0.229, 0.224, 0.225])
     return CLIPSegSegmenter(CLIPSegForImageSegmentation(config).eval(),
-                            CLIPSegProcessor(image_processor=image, tokenizer=stand_in_tokenizer()))
+                            CLIPSegProcessor(image_processor=image, tokenizer=stand_in_tokenizer()), read_card(None))
 
 
 def build_sam3() -> ReferringSegmenter:
     """SAM 3's published architecture (transformers' defaults: ViT-L/14 at 1008 px, 200 queries)."""
     from transformers import Sam3Config, Sam3Model
 
-    from georefseg.models.sam3 import SAM3Segmenter, processor_settings
+    from georefseg.models.hf.sam3 import SAM3Segmenter, processor_settings, read_card
 
-    return SAM3Segmenter(Sam3Model(Sam3Config()).eval(), stand_in_tokenizer(), processor_settings(None))
+    return SAM3Segmenter(Sam3Model(Sam3Config()).eval(), stand_in_tokenizer(), processor_settings(None),
+                         read_card(None))
 
 
 def build(name: str) -> ReferringSegmenter:
@@ -69,7 +70,7 @@ def build(name: str) -> ReferringSegmenter:
         return build_clipseg()
     if name == "sam3":
         return build_sam3()
-    from georefseg.models.rmsin import RMSIN
+    from georefseg.models.rmsin.model import RMSIN
 
     return RMSIN()
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from georefseg.errors import InputError, InputNotFoundError
+
+log = logging.getLogger(__name__)
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 GDAL_PREFIXES = ("/vsi", "http://", "https://", "s3://", "gs://")
@@ -108,7 +111,11 @@ def _pick_asset(item, asset: str | None) -> str:
 
 
 def _stac_items(path: Path) -> list:
-    import pystac
+    try:
+        import pystac
+    except ImportError:  # an optional part: georefseg[stac]
+        raise InputError(f"{{param}} {path} is a STAC file, and reading STAC needs pystac: "
+                         "pip install 'georefseg[stac]'", param="source") from None
 
     try:
         kind = json.loads(path.read_text(encoding="utf-8")).get("type")
@@ -169,6 +176,7 @@ def find_scenes(source: str | Path, glob: str | None = None, asset: str | None =
         what = f"matching {glob!r}" if glob else f"({', '.join(RASTER_SUFFIXES)})"
         raise InputError(f"{{param}} {source} holds no scene {what}" if source.is_dir() else
                          f"{{param}} {source} lists no scene", param="source")
+    log.info("%d scene(s) in %s", len(refs), source)
     return refs
 
 

@@ -15,6 +15,7 @@ arguments redoes exactly the jobs that had not finished.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -25,19 +26,25 @@ from itertools import islice
 from pathlib import Path
 
 import geopandas as gpd
-import pyogrio
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from georefseg.api import Segmenter, SegmentOptions, connect_scheduler, validate_expression
+from georefseg import protocol
 from georefseg.archive import SceneRef, expressions_from_csv, find_scenes
+from georefseg.atomic import process_alive, remove_stale, write_text
+from georefseg.cluster import connect_scheduler, local_cluster
 from georefseg.errors import BatchInterrupted, GeorefsegError, InputError
+from georefseg.formats import VectorFormat, format_named
 from georefseg.manifest import Job, Manifest, job_key
 from georefseg.merge import merge_scenes
 from georefseg.models.registry import resolve
-from georefseg.outputs import process_alive, remove_stale, write_vector
+from georefseg.options import SegmentOptions
+from georefseg.outputs import write_vector
+from georefseg.request import validate_expression
+from georefseg.segmenter import Segmenter
 
-FORMATS = {"gpkg": ".gpkg", "parquet": ".parquet"}
+log = logging.getLogger(__name__)
+
 PROGRESS_TOPIC = "georefseg-batch-progress"
 EXIT_FAILED = 3  # the batch finished, but some jobs failed (listed in the report)
 LOCK = "batch.lock"  # the pid of the batch running in a folder
@@ -117,12 +124,6 @@ def _segmenter(model: str, weights: str | None, device: str, options: dict) -> S
     return _SEGMENTERS[key]
 
 
-def scene_event(scene_id: str, expression: str, event: dict) -> dict:
-    """A job's engine event (``phase`` or ``tiles``) as a batch ``scene`` event; ``kind`` says which."""
-    inner = {k: v for k, v in event.items() if k != "event"}
-    return {"event": "scene", "scene": scene_id, "expression": expression, "kind": event.get("event"), **inner}
-
-
 def _current_worker():
     """The Dask worker running this code, or None outside one."""
     try:
@@ -156,12 +157,13 @@ def run_job(payload: dict, progress: Emit | None = None) -> dict:
 
     def relay(event: dict) -> None:  # from a worker, engine events reach the client as worker events
         if on_worker is not None:
-            on_worker.log_event(PROGRESS_TOPIC, scene_event(payload["scene_id"], payload["expression"], event))
+            on_worker.log_event(PROGRESS_TOPIC, protocol.scene(payload["scene_id"], payload["expression"], event))
 
     emit = progress or relay
     try:
         seg = _segmenter(payload["model"], payload["weights"], payload["device"], payload["options"])
-        result = seg.run(payload["scene"], payload["expression"], payload["output"], overwrite=True, progress=emit)
+        result = seg.run(payload["scene"], payload["expression"], payload["output"], overwrite=True,
+                         scene_id=payload["scene_id"], progress=emit)
     except GeorefsegError as exc:
         return {"key": payload["key"], "error": str(exc), "worker": worker}
     except Exception as exc:  # an unreadable asset, a GDAL error mid-read: this scene's failure, recorded
@@ -188,7 +190,7 @@ def _slug(expression: str) -> str:
 
 
 def plan_jobs(scenes: list[SceneRef], expressions: list[str], per_scene: dict[str, list[str]], options: dict,
-              fmt: str) -> list[Job]:
+              fmt: VectorFormat) -> list[Job]:
     """The jobs: every scene with the expressions for all scenes and its own from the CSV, in
     scene order; each output named by scene id, expression and the job's key."""
     jobs = []
@@ -196,14 +198,12 @@ def plan_jobs(scenes: list[SceneRef], expressions: list[str], per_scene: dict[st
         for expression in dict.fromkeys([*expressions, *per_scene.get(ref.id, [])]):
             key = job_key(ref.path, expression, options)
             folder = re.sub(r"[^\w.-]+", "_", ref.id)  # a STAC id may hold "/" or ":"
-            output = f"scenes/{folder}/{_slug(expression)}-{key[:8]}{FORMATS[fmt]}"
+            output = f"scenes/{folder}/{_slug(expression)}-{key[:8]}{fmt.extension}"
             jobs.append(Job(key, ref.path, ref.id, ref.datetime, expression, options, output))
     return jobs
 
 
-def _check(fmt: str, crs, workers: int | None, scheduler: str | None) -> CRS:
-    if fmt not in FORMATS:
-        raise InputError(f"{{param}} {fmt!r}: the merged layer is gpkg or parquet", param="format")
+def _check(crs, workers: int | None, scheduler: str | None) -> CRS:
     if workers is not None and scheduler is not None:
         raise InputError("{param} and scheduler both say where to run: give one", param="workers")
     if workers is not None and workers < 1:
@@ -219,13 +219,7 @@ def _client(workers: int | None, scheduler: str | None):
     scheduler; None to run in this process."""
     if workers is None and scheduler is None:
         return None
-    if scheduler is not None:
-        return connect_scheduler(scheduler)
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0")
-    return Client(cluster, set_as_default=False)
+    return connect_scheduler(scheduler) if scheduler is not None else local_cluster(workers)
 
 
 def _worker_losses(key: str, dask_scheduler=None) -> int:
@@ -234,17 +228,14 @@ def _worker_losses(key: str, dask_scheduler=None) -> int:
     return 0 if task is None else task.suspicious
 
 
-def _read_layer(path: Path, job: dict):
-    layer = gpd.read_parquet(path) if path.suffix == ".parquet" else pyogrio.read_dataframe(path)
-    layer["scene"] = job["scene_id"]
+def _read_layer(path: Path, job: dict, fmt: VectorFormat) -> gpd.GeoDataFrame:
+    layer = fmt.read(path, None)  # its `scene` field is the job's scene id already
     layer["datetime"] = job["datetime"] or ""
     return layer
 
 
 def _write_json(path: Path, data: dict) -> None:
-    part = path.with_name(f".{path.name}.georefseg-{os.getpid()}.part")
-    part.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(part, path)
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] | tuple[str, ...] = (), *,
@@ -271,7 +262,8 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     model, checkpoint, device, options
         As for :class:`~georefseg.api.Segmenter`.
     fmt
-        ``gpkg`` or ``parquet``: per-scene outputs and the merged layer.
+        The format of the per-scene outputs and the merged layer, by name (``gpkg``,
+        ``parquet``, …: see :data:`georefseg.formats.VECTOR_FORMATS`).
     crs
         The merged layer's CRS.
     workers
@@ -294,7 +286,8 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     t0 = time.perf_counter()
     emit = progress or _ignore
     options = options or SegmentOptions()
-    target_crs = _check(fmt, crs, workers, scheduler)
+    vector = format_named(fmt)
+    target_crs = _check(crs, workers, scheduler)
     try:
         texts = [validate_expression(e) for e in expressions]
     except InputError as exc:  # the same words, about this function's parameter
@@ -311,7 +304,7 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     backend, weights = resolve(model, checkpoint)  # a wrong model fails here, before any cluster starts
     weights_path = None if weights is None else str(Path(weights).resolve())
     job_options = {"model": backend.name, "weights": weights_path, "segment": options.to_dict(), "format": fmt}
-    jobs = plan_jobs(scenes, texts, per_scene, job_options, fmt)
+    jobs = plan_jobs(scenes, texts, per_scene, job_options, vector)
     outdir = Path(outdir)
     _check_not_running(outdir)
     client = _client(workers, scheduler)  # an unreachable scheduler is refused before anything is written
@@ -327,8 +320,7 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
             state = manifest.status([j.key for j in jobs])
             todo = [j for j in jobs if _needs_run(state[j.key], outdir, retry_failed)]
             dashboard = None if client is None else client.dashboard_link
-            emit({"event": "batch", "jobs": len(jobs), "to_run": len(todo), "skipped": len(jobs) - len(todo),
-                  "workers": workers, "dashboard": dashboard})
+            emit(protocol.batch(len(jobs), len(todo), len(jobs) - len(todo), workers, dashboard))
             payload = {"model": backend.name, "weights": weights_path, "device": device, "options": options.to_dict()}
             try:
                 losses = _run_jobs(todo, outdir, payload, manifest, client, emit)
@@ -336,7 +328,7 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
                 done = sum(r["status"] == "done" for r in manifest.status([j.key for j in jobs]).values())
                 raise BatchInterrupted(f"interrupted: {done} of {len(jobs)} jobs are finished and kept in {outdir}; "
                                        "run the same command again to do the rest") from None
-            report = _finish(jobs, manifest, outdir, fmt, target_crs, t0, ran=len(todo), workers=workers,
+            report = _finish(jobs, manifest, outdir, vector, target_crs, t0, ran=len(todo), workers=workers,
                              dashboard=dashboard, losses=losses)
             manifest.finish_run(run_id, report.to_dict())
     finally:
@@ -347,8 +339,8 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
             client.close()
             if cluster is not None and workers is not None:  # the LocalCluster this run started
                 cluster.close()
-    emit({"event": "merged", "features": report.merged_features, "output": report.merged})
-    emit({"event": "finished", **report.to_dict()})
+    emit(protocol.merged(report.merged_features, report.merged))
+    emit(protocol.batch_finished(report.to_dict()))
     return report
 
 
@@ -365,19 +357,17 @@ def _check_not_running(outdir: Path) -> None:
 
 def _lock(outdir: Path) -> None:
     """Mark the folder as this process's (atomically); a lock left by a killed run is simply replaced."""
-    part = outdir / f".{LOCK}.georefseg-{os.getpid()}.part"
-    part.write_text(f"{os.getpid()}\n")
-    os.replace(part, outdir / LOCK)
+    write_text(outdir / LOCK, f"{os.getpid()}\n")
 
 
-def _finish(jobs: list[Job], manifest: Manifest, outdir: Path, fmt: str, crs: CRS, t0: float, *, ran: int,
+def _finish(jobs: list[Job], manifest: Manifest, outdir: Path, fmt: VectorFormat, crs: CRS, t0: float, *, ran: int,
             workers: int | None, dashboard: str | None, losses: int) -> BatchReport:
     """Merge every finished job's output into one layer and write it and the report (both atomically)."""
     state = manifest.status([j.key for j in jobs])
     finished = [state[j.key] for j in jobs if state[j.key]["status"] == "done"]
-    merged = merge_scenes([_read_layer(outdir / row["output"], row) for row in finished], crs)
-    merged_path = outdir / f"merged{FORMATS[fmt]}"
-    write_vector(merged, merged_path, layer="merged" if fmt == "gpkg" else None)
+    merged = merge_scenes([_read_layer(outdir / row["output"], row, fmt) for row in finished], crs)
+    merged_path = outdir / f"merged{fmt.extension}"
+    write_vector(merged, merged_path, layer="merged" if fmt.multi_layer else None)
     failures = [{"scene": state[j.key]["scene_id"], "expression": j.expression, "error": state[j.key]["error"]}
                 for j in jobs if state[j.key]["status"] == "failed"]
     seconds = time.perf_counter() - t0
@@ -414,13 +404,12 @@ def _run_jobs(todo: list[Job], outdir: Path, common: dict, manifest: Manifest, c
 
     def record(job: Job, result: dict, lost: int, done: int) -> None:
         if "error" in result:
+            log.warning("job %s (%s, %r) failed: %s", job.key[:8], job.scene_id, job.expression, result["error"])
             manifest.failed(job.key, result["error"], lost)
         else:
             manifest.done(job.key, result["features"], result["seconds"], result["worker"], lost,
                           result.get("peak_rss_mb"))
-        emit({"event": "job", "scene": job.scene_id, "expression": job.expression, "done": done, "total": total,
-              "status": "failed" if "error" in result else "done", "features": result.get("features"),
-              "error": result.get("error"), "worker": result.get("worker"), "worker_losses": lost})
+        emit(protocol.job(job.scene_id, job.expression, done, total, result, lost))
 
     payloads = {j.key: {**common, "key": j.key, "scene": j.scene, "scene_id": j.scene_id,
                         "expression": j.expression, "output": str((outdir / j.output).resolve())} for j in todo}
@@ -429,7 +418,7 @@ def _run_jobs(todo: list[Job], outdir: Path, common: dict, manifest: Manifest, c
             manifest.running(job.key)
 
             def relay(event: dict, job: Job = job) -> None:
-                emit(scene_event(job.scene_id, job.expression, event))
+                emit(protocol.scene(job.scene_id, job.expression, event))
 
             record(job, run_job(payloads[job.key], relay), 0, n)
         return 0

@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from georefseg import __version__
+from georefseg import __version__, protocol
 from georefseg.errors import GeorefsegError, InputError, Interrupted
+from georefseg.formats import VECTOR_FORMATS, listed
+from georefseg.options import THRESHOLD_RANGE
 from georefseg.progress import BatchBar, JsonLines, RichBar, Silent
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -87,7 +89,9 @@ BandsOpt = Annotated[str | None, typer.Option(help="bands, e.g. 3,2,1 (default: 
 TileOpt = Annotated[int | None, typer.Option(help="tile size in pixels (default: the model's)")]
 OverlapOpt = Annotated[int | None, typer.Option(help="pixels shared by neighbouring tiles (default: model's)")]
 BatchSizeOpt = Annotated[int | None, typer.Option(help="tiles per model call (default: 1 on CPU, 8 on GPU)")]
-ThresholdOpt = Annotated[float, typer.Option(help="probability that makes a pixel part of an object")]
+ThresholdOpt = Annotated[float | None, typer.Option(help=(
+    f"probability, {THRESHOLD_RANGE[0]} to {THRESHOLD_RANGE[1]}, that makes a pixel part of an object (for models "
+    "that separate objects, SAM 3: that keeps an object); default: the model's (see `georefseg models`)"))]
 MinAreaOpt = Annotated[float | None, typer.Option(help=(
     "drop objects smaller than this many m² (default: the model's smallest object at the scene's pixel size)"))]
 SimplifyOpt = Annotated[float, typer.Option(help="simplify outlines to this tolerance in metres")]
@@ -101,7 +105,7 @@ QuietOpt = Annotated[bool, typer.Option(help="no progress bar or summary")]
 
 
 def _segment_options(bands, tile, overlap, batch_size, threshold, min_area, simplify, candidates, max_features):
-    from georefseg.api import SegmentOptions
+    from georefseg.options import SegmentOptions
 
     return SegmentOptions(bands=_bands(bands), tile_px=tile, overlap_px=overlap, batch_size=batch_size,
                           threshold=threshold, min_area_m2=min_area, simplify_m=simplify, candidates=candidates,
@@ -112,8 +116,8 @@ def _segment_options(bands, tile, overlap, batch_size, threshold, min_area, simp
 def segment(
     scene: Annotated[str, typer.Argument(help="GeoTIFF, COG or VRT")],
     expression: Annotated[str, typer.Argument(help='what to find, e.g. "the large storage tank near the river"')],
-    output: Annotated[Path, typer.Option("-o", "--output", help=".gpkg, .geojson, .shp or .parquet")] = Path(
-        "result.gpkg"),
+    output: Annotated[Path, typer.Option("-o", "--output", help=f"polygons: {listed()} (see `georefseg formats`)")
+                      ] = Path("result.gpkg"),
     prob: Annotated[Path | None, typer.Option(help="also write the probability raster (float32 COG)")] = None,
     model: ModelOpt = "tiny",
     checkpoint: CheckpointOpt = None,
@@ -122,7 +126,7 @@ def segment(
     tile: TileOpt = None,
     overlap: OverlapOpt = None,
     batch_size: BatchSizeOpt = None,
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     min_area: MinAreaOpt = None,
     simplify: SimplifyOpt = 0.0,
     candidates: CandidatesOpt = False,
@@ -149,20 +153,19 @@ def segment(
     Exit codes: 0 done (also when nothing matches), 2 a mistake in the input (one line on
     stderr), 130 interrupted, 1 anything else.
     """
-    from georefseg.api import Segmenter, check_request
-    from georefseg.expression import parse_expression
+    from georefseg.request import check_request
+    from georefseg.segmenter import Segmenter
 
     report = _reporter(progress, quiet)
     _state["events"] = report if isinstance(report, JsonLines) else None
-    report({"event": "started", "scene": scene, "expression": expression, "output": str(output),
-            "probability": None if prob is None else str(prob), "model": model})
+    report(protocol.started(scene, expression, str(output), None if prob is None else str(prob), model))
     options = _segment_options(bands, tile, overlap, batch_size, threshold, min_area, simplify, candidates,
                                max_features)
-    region = {"bbox": _numbers(bbox, "bbox"), "bbox_crs": bbox_crs, "aoi": aoi}
-    outputs = {"prob": prob, "overwrite": overwrite, "append": append, "layer": layer}
-    check_request(scene, expression, output, bands=options.bands, **outputs, **region)  # no model load for a mistake
-    reading = parse_expression(expression)
-    report({"event": "reading", **reading.to_dict()})
+    request = check_request(scene, expression, output, prob=prob, overwrite=overwrite, append=append, layer=layer,
+                            bands=options.bands, bbox=_numbers(bbox, "bbox"), bbox_crs=bbox_crs,
+                            aoi=aoi)  # before the model loads: a mistake costs nothing
+    reading = request.query
+    report(protocol.reading(reading.to_dict()))
     if isinstance(report, RichBar) and reading.unused:
         err.print("[yellow]warning:[/] not understood, so not used: "
                   + ", ".join(repr(w) for w in reading.unused) + "; rephrase to use them", highlight=False)
@@ -172,13 +175,13 @@ def segment(
                             compile_model=compile_model)
         with seg:
             if seg.dashboard_link:
-                report({"event": "cluster", "dashboard": seg.dashboard_link})
-            result = seg.run(scene, expression, output, **outputs, **region, progress=report)
+                report(protocol.cluster(seg.dashboard_link))
+            result = seg.execute(request, progress=report)
     finally:
         report.close()
     summary = result.to_dict()
-    report({"event": "finished", "feature_count": summary["feature_count"], "output": summary["output"],
-            "probability": summary["probability"], "message": result.message, "total_s": result.timings["total_s"]})
+    report(protocol.finished(summary["feature_count"], summary["output"], summary["probability"], result.message,
+                             result.timings["total_s"]))
     if as_json:
         typer.echo(json.dumps(summary))
     elif not quiet:
@@ -229,7 +232,8 @@ def batch(
     glob: Annotated[str | None, typer.Option(help="in a folder, map the files matching this pattern (in every "
                                                   "subfolder), e.g. '*_rgb.tif'")] = None,
     asset: Annotated[str | None, typer.Option(help="STAC asset to map (default: the item's GeoTIFF)")] = None,
-    output_format: Annotated[str, typer.Option("--format", help="gpkg or parquet")] = "gpkg",
+    output_format: Annotated[str, typer.Option("--format", help=(
+        f"per-scene outputs and the merged layer: {listed('name')}"))] = "gpkg",
     crs: Annotated[str, typer.Option(help="CRS of the merged layer")] = "EPSG:4326",
     workers: Annotated[int | None, typer.Option(help="start a Dask LocalCluster of N worker processes")] = None,
     scheduler: SchedulerOpt = None,
@@ -241,7 +245,7 @@ def batch(
     tile: TileOpt = None,
     overlap: OverlapOpt = None,
     batch_size: BatchSizeOpt = None,
-    threshold: ThresholdOpt = 0.5,
+    threshold: ThresholdOpt = None,
     min_area: MinAreaOpt = None,
     simplify: SimplifyOpt = 0.0,
     candidates: CandidatesOpt = False,
@@ -298,15 +302,14 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Print a scene's CRS, size, bands and resolution, and how many tiles a run takes."""
-    from georefseg.models.registry import tiling_defaults
+    from georefseg.models.registry import read_card
     from georefseg.raster import Scene
     from georefseg.tiling import TileGrid
 
-    default_tile, default_overlap = tiling_defaults(model, checkpoint)
+    card = read_card(model, checkpoint)
     with Scene(scene, _bands(bands)) as sc:
         d = sc.describe()
-        grid = TileGrid(sc.width, sc.height, tile or default_tile,
-                        default_overlap if overlap is None else overlap)
+        grid = TileGrid(sc.width, sc.height, tile or card.tile_size, card.min_overlap if overlap is None else overlap)
         d["tiles"] = {"model": model, "tile": grid.tile, "overlap": grid.overlap, "count": len(grid)}
     if as_json:
         typer.echo(json.dumps(d))
@@ -334,6 +337,19 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
     table = Table("name", "what it is", "needs")
     for m in list_models():
         table.add_row(m["name"], m["summary"], m["needs"])
+    out.print(table)
+
+
+@app.command()
+def formats(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """List the vector formats georefseg writes (-o, batch --format) and what each can do."""
+    if as_json:
+        typer.echo(json.dumps([f.to_dict() for f in VECTOR_FORMATS]))
+        return
+    table = Table("name", "format", "extensions", "append", "layers", "CRS")
+    for f in VECTOR_FORMATS:
+        table.add_row(f.name, f.label, " ".join(f.extensions), "yes" if f.appendable else "no",
+                      "several" if f.multi_layer else "one", f.crs or "the scene's")
     out.print(table)
 
 
@@ -453,6 +469,7 @@ def evaluate(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Score a model with the field's metrics (mIoU, oIoU, Prec@0.5–0.9) on a dataset split."""
+    from georefseg.atomic import write_text
     from georefseg.data import open_dataset
     from georefseg.evaluate import evaluate as run
     from georefseg.metrics import markdown_table
@@ -469,7 +486,7 @@ def evaluate(
     metrics = {"model": model if checkpoint is None else str(checkpoint), "data": str(data), "split": split,
                "grounding": grounding, **metrics}
     if json_out:
-        json_out.write_text(json.dumps(metrics, indent=2))
+        write_text(json_out, json.dumps(metrics, indent=2))
     how = ", with scene-level grounding" if grounding else ""
     typer.echo(markdown_table(metrics, f"{metrics['model']} on {data} ({split}{how})"))
 

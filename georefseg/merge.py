@@ -18,11 +18,11 @@ import shapely
 from pyproj import CRS
 
 from georefseg.groups import connected_groups
+from georefseg.schema import MERGED_FIELDS, dtypes, typed_layer
 from georefseg.vectorize import ground_area_m2
 
 SHARED = 0.05  # share of the smaller polygon's area two pieces must have in common to be one object
-FIELDS = {"expression": "str", "scene": "str", "scenes": "str", "datetime": "str", "score": "float64",
-          "evidence": "float64", "area_m2": "float64", "selected": "bool", "model": "str"}
+FIELDS = dtypes(MERGED_FIELDS)
 WGS84 = CRS.from_epsg(4326)
 
 
@@ -40,13 +40,12 @@ def _groups(frame: gpd.GeoDataFrame) -> list[list[int]]:
 
 def empty_merged(crs) -> gpd.GeoDataFrame:
     """The merged layer's schema, with no rows."""
-    return gpd.GeoDataFrame({k: pd.Series([], dtype=t) for k, t in FIELDS.items()},
-                            geometry=gpd.GeoSeries([], crs=crs))
+    return typed_layer({}, [], crs, MERGED_FIELDS)
 
 
 def merge_scenes(layers: list[gpd.GeoDataFrame], crs) -> gpd.GeoDataFrame:
-    """Merge per-scene layers (fields as ``segment`` writes them, plus ``scene`` = the scene's id
-    and ``datetime``) into one layer in ``crs``.
+    """Merge per-scene layers (:data:`~georefseg.schema.SCENE_FIELDS`, plus ``datetime``) into
+    one layer in ``crs``, with :data:`~georefseg.schema.MERGED_FIELDS`.
 
     Parameters
     ----------
@@ -58,8 +57,7 @@ def merge_scenes(layers: list[gpd.GeoDataFrame], crs) -> gpd.GeoDataFrame:
     Returns
     -------
     GeoDataFrame
-        Fields expression, scene, scenes (comma-separated ids, sorted), datetime, score,
-        evidence, area_m2 (m²; geodesic for merged objects), selected, model; sorted by
+        :data:`~georefseg.schema.MERGED_FIELDS` (area_m2 geodesic for merged objects); sorted by
         expression, then score (best first), then scene, so that the same inputs give the same
         rows in the same order.
     """

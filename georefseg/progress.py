@@ -1,9 +1,8 @@
 """Showing long work: a rich progress bar for people, JSON lines for programs.
 
-Both take the event dicts that :meth:`georefseg.api.Segmenter.run` emits (``phase`` and
-``tiles``) plus the ``started``, ``finished`` and ``error`` events the CLI adds, so every
-front end (the terminal, the QGIS plugin through ``--progress json``, batch mapping) sees the
-same stream.
+Both take the events of :mod:`georefseg.protocol` (the Segmenter's ``phase`` and ``tiles``,
+the CLI's ``started``, ``finished`` and ``error``), so every front end (the terminal, the QGIS
+plugin through ``--progress json``, batch mapping) sees the same stream.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from georefseg import protocol
 
 
 class JsonLines:
@@ -31,7 +32,7 @@ class JsonLines:
 
     def loading(self, what: str) -> AbstractContextManager:
         """Say that ``what`` (the model) is loading: a ``load`` phase event."""
-        self({"event": "phase", "phase": "load", "model": what})
+        self(protocol.phase("load", model=what))
         return nullcontext()
 
     def close(self) -> None:
@@ -54,7 +55,7 @@ class RichBar:
         if kind == "phase":
             phrases = event.get("phrases", [])
             words = f" ({len(phrases)} phrases: {', '.join(phrases)})" if len(phrases) > 1 else ""
-            self.bar.update(self.task, phase=event["phase"] + words)
+            self.bar.update(self.task, phase=event["text"] + words)
         elif kind == "tiles":
             if not self.started:
                 self.bar.start()

@@ -187,20 +187,19 @@ class Scene:
             valid = valid & np.isfinite(data).all(axis=0)
         return data, valid
 
-    def crop(self, bounds: tuple[float, float, float, float], crs=None) -> Scene:
-        """The part of the scene inside ``bounds`` (west, south, east, north in ``crs``, default
-        the scene's CRS), as a scene of its own: its grid starts at the crop's corner, its
-        normalisation is the whole scene's (so a crop's pixels read as in a full run).
+    def window(self, bounds: tuple[float, float, float, float], crs=None, param: str = "bbox") -> Window:
+        """The pixels (a window inside the scene) that ``bounds`` cover: west, south, east, north
+        in ``crs`` (default the scene's CRS). Header maths only.
 
-        Errors name ``bbox``: bounds that are not west < east and south < north, or that miss
-        the scene."""
+        Errors name ``param``: bounds that are not west < east and south < north, a rotated
+        scene, or bounds that miss the scene."""
         west, south, east, north = (float(v) for v in bounds)
         if not (west < east and south < north):
             raise InputError(f"{{param}} {west},{south},{east},{north} must be west,south,east,north with "
-                             "west < east and south < north", param="bbox")
+                             "west < east and south < north", param=param)
         if self.is_rotated:
             raise InputError("{param} needs a north-up scene; this one has a rotated grid: map all of it",
-                             param="bbox")
+                             param=param)
         if crs is not None and CRS.from_user_input(crs) != self.crs:
             west, south, east, north = Transformer.from_crs(crs, self.crs, always_xy=True).transform_bounds(
                 west, south, east, north, densify_pts=21)
@@ -209,12 +208,19 @@ class Scene:
         col1 = min(self.width, int(win.col_off + win.width))
         row1 = min(self.height, int(win.row_off + win.height))
         if col1 - col0 < 1 or row1 - row0 < 1:
-            raise InputError(f"{{param}} {bounds} does not overlap the scene, whose bounds are "
-                             f"{[round(v, 6) for v in self.bounds]} in {self.crs.to_string()}", param="bbox")
+            raise InputError(f"{{param}} {tuple(bounds)} does not overlap the scene, whose bounds are "
+                             f"{[round(v, 6) for v in self.bounds]} in {self.crs.to_string()}", param=param)
+        return Window(col0, row0, col1 - col0, row1 - row0)
+
+    def crop(self, window: Window) -> Scene:
+        """The part of the scene inside ``window`` (see :meth:`window`), as a scene of its own:
+        its grid starts at the window's corner, its normalisation is the whole scene's (so a
+        crop's pixels read as in a full run)."""
+        col0, row0 = int(window.col_off), int(window.row_off)
         self.stats  # noqa: B018 - the whole scene's, computed before the view shares them
         view = copy.copy(self)  # through __getstate__/__setstate__: its own handles and lock
         view.windows_read, view.offset = 0, (self.offset[0] + col0, self.offset[1] + row0)
-        view.width, view.height = col1 - col0, row1 - row0
+        view.width, view.height = int(window.width), int(window.height)
         view.transform = self.transform * Affine.translation(col0, row0)
         return view
 

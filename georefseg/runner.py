@@ -66,17 +66,18 @@ def read_tile(scene: Scene, tile: Tile, size: int) -> tuple[np.ndarray, np.ndarr
     return image, valid
 
 
-def predict_batch(model: ReferringSegmenter, images: np.ndarray,
-                  phrases: TextBatch) -> tuple[np.ndarray, list[list[TileInstances]] | None]:
+def predict_batch(model: ReferringSegmenter, images: np.ndarray, phrases: TextBatch,
+                  threshold: float | None = None) -> tuple[np.ndarray, list[list[TileInstances]] | None]:
     """Referring log-odds (B×K×H×W float32) of K phrases for a batch of normalised tiles, and
-    the model's instances per tile and phrase when it gives them."""
+    the model's instances per tile and phrase, when it gives them, whose score reaches
+    ``threshold``."""
     device = model.device
     x = torch.from_numpy(images).to(device, non_blocking=True)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                 enabled=device.type == "cuda"):
-        pred = model.predict(x, phrases.to(device))
+        pred = model.predict(x, phrases.to(device), threshold)
     instances = None if pred.instances is None else [
         [(inst.masks.bool().cpu().numpy(), inst.scores.float().cpu().numpy()) for inst in per_image]
         for per_image in pred.instances]
@@ -123,7 +124,7 @@ class LocalRunner:
         self.model, self.read_threads, self.prefetch = model, read_threads, prefetch
 
     def run(self, scene: Scene, grid: TileGrid, phrases: Sequence[str], batch_size: int,
-            timer: BatchTimer) -> Iterator[TileResult]:
+            timer: BatchTimer, threshold: float | None = None) -> Iterator[TileResult]:
         text = self.model.encode_text(list(phrases))  # once per run, not per batch
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
@@ -160,7 +161,7 @@ class LocalRunner:
                 logits = instances = None
                 if images:
                     t0 = time.perf_counter()
-                    logits, instances = predict_batch(self.model, np.stack(images), text)
+                    logits, instances = predict_batch(self.model, np.stack(images), text, threshold)
                     timer.model_s += time.perf_counter() - t0
                     timer.batches += 1
                 yield from _results(tiles, list(reads), logits, instances)
@@ -191,7 +192,8 @@ def _worker_model(model: ModelSpec | ReferringSegmenter, compile_model: bool) ->
 
 
 def _worker_batch(scene: Scene, tiles: list[Tile], size: int, model_ref: ModelSpec | ReferringSegmenter,
-                  compile_model: bool, phrases: tuple[str, ...]) -> tuple[list[Tile], list, tuple | None, float]:
+                  compile_model: bool, phrases: tuple[str, ...],
+                  threshold: float | None) -> tuple[list[Tile], list, tuple | None, float]:
     """Runs on a Dask worker: read, normalise and infer one batch for every phrase."""
     reads = [read_tile(scene, t, size) for t in tiles]
     images = [r[0] for r in reads if r is not None]
@@ -203,7 +205,7 @@ def _worker_batch(scene: Scene, tiles: list[Tile], size: int, model_ref: ModelSp
             if key not in _WORKER_TEXT:
                 _WORKER_TEXT[key] = model.encode_text(list(phrases))
             t0 = time.perf_counter()
-            prediction = predict_batch(model, np.stack(images), _WORKER_TEXT[key])
+            prediction = predict_batch(model, np.stack(images), _WORKER_TEXT[key], threshold)
             took = time.perf_counter() - t0
     scene.close()
     # Only what the stitcher needs travels back: validity masks, logits (and instances).
@@ -220,7 +222,7 @@ class DistributedRunner:
         self.model_ref = model if isinstance(model, ModelSpec) else client.scatter(model, broadcast=True)
 
     def run(self, scene: Scene, grid: TileGrid, phrases: Sequence[str], batch_size: int,
-            timer: BatchTimer) -> Iterator[TileResult]:
+            timer: BatchTimer, threshold: float | None = None) -> Iterator[TileResult]:
         from distributed import as_completed
 
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
@@ -231,7 +233,7 @@ class DistributedRunner:
 
         def submit(tiles: list[Tile]):
             return self.client.submit(_worker_batch, scene_f, tiles, grid.tile, self.model_ref, self.compile_model,
-                                      key, pure=False)
+                                      key, threshold, pure=False)
 
         first = []
         for tiles in batches:

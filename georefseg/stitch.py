@@ -9,6 +9,11 @@ overlaps with the model instead of following it. Memory therefore grows with K �
 × tile size, never with scene area. The weight sum needs no storage: the grid is a product of
 row and column offsets and each tile's weights are an outer product, so the sum is the outer
 product of two 1-D sums.
+
+Blending weights are zero in a margin of ``overlap // 4`` pixels along sides shared with a
+neighbour and rise smoothly (cosine) to one over the rest of the overlap; sides on the scene
+border keep full weight. So a model whose receptive field reaches at most ``overlap // 4``
+pixels gives, after blending, exactly what it gives on the whole scene at once.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import rasterio
@@ -28,6 +34,39 @@ BLOCK = 512
 _QUEUED_STRIPS = 2  # finished strips waiting for the writer: bounds memory if writing lags
 
 
+@lru_cache(maxsize=64)
+def _ramp(length: int, overlap: int, start_on_border: bool, end_on_border: bool) -> np.ndarray:
+    """1-D weights along a tile side (pixels): 0 in the margin, cosine rise, 1 in the middle."""
+    margin = overlap // 4
+    rise = max(1, overlap - 2 * margin)
+    d = np.arange(length, dtype=np.float64) + 0.5
+    w = np.ones(length)
+    for dist, on_border in ((d, start_on_border), (length - d, end_on_border)):
+        if not on_border and overlap > 0:
+            t = np.clip((dist - margin) / rise, 0.0, 1.0)
+            w = np.minimum(w, np.sin(0.5 * np.pi * t) ** 2)
+    return w.astype(np.float32)
+
+
+def tile_weights(grid: TileGrid, tile: Tile) -> np.ndarray:
+    """Blending weights (h×w float32) for a tile's output."""
+    w, h = int(tile.window.width), int(tile.window.height)
+    left, top, right, bottom = tile.border
+    return _ramp(h, grid.overlap, top, bottom)[:, None] * _ramp(w, grid.overlap, left, right)[None, :]
+
+
+def weight_sum(grid: TileGrid, horizontal: bool) -> np.ndarray:
+    """Sum over all tiles of the weights along one axis. Weights are outer products of per-axis
+    ramps and the grid is a product of offsets, so the 2-D weight sum is the outer product of
+    the two axis sums."""
+    size, offsets = (grid.width, grid.cols) if horizontal else (grid.height, grid.rows)
+    total = np.zeros(size, np.float32)
+    for off in offsets:
+        length = min(grid.tile, size - off)
+        total[off:off + length] += _ramp(length, grid.overlap, off == 0, off + length == size)
+    return total
+
+
 class Stitcher:
     """Accepts tiles' logits (K×h×w, one map per phrase) in any order; writes finished rows to
     ``paths`` (one float32 GeoTIFF per phrase, on the scene's grid)."""
@@ -35,8 +74,8 @@ class Stitcher:
     def __init__(self, grid: TileGrid, paths: Sequence[str], crs, transform, strip: int = BLOCK):
         self.grid = grid
         self.strip = strip  # a multiple of the file's block height: every write fills whole blocks
-        self.wsum_x = grid.weight_sum(horizontal=True)
-        self.wsum_y = grid.weight_sum(horizontal=False)
+        self.wsum_x = weight_sum(grid, horizontal=True)
+        self.wsum_y = weight_sum(grid, horizontal=False)
         self.strips: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (K×rows×W sum, rows×W valid)
         self.pending_per_row = [len(grid.cols)] * len(grid.rows)
         self.rows_flushed = 0  # scene rows [0, rows_flushed) are handed to the writer
@@ -63,7 +102,7 @@ class Stitcher:
     def add(self, tile: Tile, logits: np.ndarray | None, valid: np.ndarray | None) -> None:
         """Blend one tile: logits K×h×w at the tile window's size; None for a skipped tile."""
         if logits is not None:
-            weighted = logits * self.grid.weights(tile)
+            weighted = logits * tile_weights(self.grid, tile)
             x0, y0 = int(tile.window.col_off), int(tile.window.row_off)
             h, w = weighted.shape[-2:]
             for k in range(y0 // self.strip, (y0 + h - 1) // self.strip + 1):

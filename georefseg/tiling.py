@@ -2,20 +2,15 @@
 
 Tiles are ``tile`` pixels square and step by ``tile - overlap``. The last tile of a row or
 column is shifted back to end on the scene edge, so every tile lies inside the scene (a
-scene smaller than one tile gets a single tile, padded when read). Blending weights are
-zero in a margin of ``overlap // 4`` pixels along sides shared with a neighbour and rise
-smoothly (cosine) to one over the rest of the overlap; sides on the scene border keep full
-weight. So a model whose receptive field reaches at most ``overlap // 4`` pixels gives,
-after blending, exactly what it gives on the whole scene at once.
+scene smaller than one tile gets a single tile, padded when read). How tiles are blended
+where they overlap is the blender's business (:mod:`georefseg.stitch`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
-import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
@@ -55,20 +50,6 @@ def _offsets(size: int, tile: int, step: int) -> list[int]:
     return [min(i * step, size - tile) for i in range(n)]
 
 
-@lru_cache(maxsize=64)
-def _ramp(length: int, overlap: int, start_on_border: bool, end_on_border: bool) -> np.ndarray:
-    """1-D weights along a tile side: 0 in the margin, cosine rise, 1 in the middle."""
-    margin = overlap // 4
-    rise = max(1, overlap - 2 * margin)
-    d = np.arange(length, dtype=np.float64) + 0.5
-    w = np.ones(length)
-    for dist, on_border in ((d, start_on_border), (length - d, end_on_border)):
-        if not on_border and overlap > 0:
-            t = np.clip((dist - margin) / rise, 0.0, 1.0)
-            w = np.minimum(w, np.sin(0.5 * np.pi * t) ** 2)
-    return w.astype(np.float32)
-
-
 class TileGrid:
     """Overlapping tiles covering a scene.
 
@@ -100,23 +81,6 @@ class TileGrid:
                 border = (x == 0, y == 0, x + w == self.width, y + h == self.height)
                 yield Tile(i, r, c, Window(x, y, w, h), border)
                 i += 1
-
-    def weights(self, tile: Tile) -> np.ndarray:
-        """Blending weights (h×w float32) for a tile's output."""
-        w, h = int(tile.window.width), int(tile.window.height)
-        left, top, right, bottom = tile.border
-        return _ramp(h, self.overlap, top, bottom)[:, None] * _ramp(w, self.overlap, left, right)[None, :]
-
-    def weight_sum(self, horizontal: bool) -> np.ndarray:
-        """Sum over all tiles of the weights along one axis. Weights are outer products of
-        per-axis ramps and the grid is a product of offsets, so the 2-D weight sum is the outer
-        product of the two axis sums."""
-        size, offsets = (self.width, self.cols) if horizontal else (self.height, self.rows)
-        total = np.zeros(size, np.float32)
-        for off in offsets:
-            length = min(self.tile, size - off)
-            total[off:off + length] += _ramp(length, self.overlap, off == 0, off + length == size)
-        return total
 
     def rows_done_after(self, tile_row: int) -> int:
         """Scene rows that no tile after row ``tile_row`` of the grid touches."""

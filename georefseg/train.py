@@ -9,8 +9,8 @@ the best checkpoint exported as safetensors plus a JSON recipe, and a resumable
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
+from georefseg.atomic import atomic_path, remove_stale, write_text
 from georefseg.data.samples import ReferringDataset, collate
 from georefseg.data.synth import SyntheticStream
 from georefseg.errors import DatasetError, TrainingInterrupted
@@ -28,6 +29,8 @@ from georefseg.evaluate import evaluate
 from georefseg.models.base import TextBatch, load_state_strict
 from georefseg.models.device import resolve_device
 from georefseg.models.tiny import TEXT_PREFIX, TinyConfig, TinyRefSeg, save_tiny
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -132,9 +135,8 @@ class TextCache:
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as part:
+        torch.save(obj, part)
 
 
 def _trainable_state(model: TinyRefSeg) -> dict:
@@ -149,6 +151,7 @@ def train(cfg: TrainConfig, resume: bool = False,
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)  # part files of a run that was killed while writing a checkpoint
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     stream_seed = _stream_seed(cfg.data)
@@ -203,6 +206,7 @@ def train(cfg: TrainConfig, resume: bool = False,
         _save_atomic({"model": _trainable_state(model), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "state": asdict(state),
                       "config": asdict(cfg)}, last)
+        log.info("step %d: checkpoint %s", state.step, last)
 
     def validate() -> None:
         if not val_set:
@@ -269,8 +273,7 @@ def train(cfg: TrainConfig, resume: bool = False,
         export(model, out / "best.safetensors", cfg, state, None)
     checkpoint()
     export(model, out / "last.safetensors", cfg, state, None)
-    with open(out / "history.json", "w", encoding="utf-8") as fh:
-        json.dump(state.history, fh, indent=1)
+    write_text(out / "history.json", json.dumps(state.history, indent=1))
     return state
 
 
@@ -279,6 +282,4 @@ def export(model: TinyRefSeg, path: Path, cfg: TrainConfig, state: TrainState, m
     recipe = {"model": "tiny", "config": model.config.to_dict(), "recipe": asdict(cfg),
               "step": state.step, "epoch": state.epoch, "val_metrics": metrics}
     save_tiny(model, path, extra={"step": state.step})
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(recipe, indent=2), encoding="utf-8")
-    os.replace(tmp, path.with_suffix(".json"))
+    write_text(path.with_suffix(".json"), json.dumps(recipe, indent=2))

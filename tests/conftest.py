@@ -1,15 +1,14 @@
-"""Shared pytest set-up: the test helpers in fixtures.py, real scenes, small thread counts."""
+"""Shared pytest set-up: real scenes, small thread counts, models the tests share. The helpers
+(scenes written with rasterio, fixture models) are in :mod:`tests.fixtures`."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 REAL = HERE / "assets" / "real_scenes"
 
 torch.set_num_threads(2)

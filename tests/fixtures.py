@@ -13,6 +13,7 @@ from affine import Affine
 from scipy import ndimage
 
 from georefseg.models.base import Instances, Prediction, ReferringSegmenter, SegOutput, TextBatch
+from georefseg.models.card import ModelCard
 
 RED = (0.9, 0.1, 0.1)
 
@@ -25,9 +26,11 @@ class ColourModel(ReferringSegmenter):
 
     name = "colour-fixture"
 
+    instances = False  # a dense map
+
     def __init__(self, colour: tuple[float, float, float] = RED, tile_size: int = 128, min_overlap: int = 32):
         super().__init__()
-        self.tile_size, self.min_overlap = tile_size, min_overlap
+        self.card = ModelCard(self.name, None, tile_size, min_overlap, output_stride=1, instances=self.instances)
         self.register_buffer("colour", torch.tensor(colour).view(1, 3, 1, 1))
         kernel = torch.full((1, 1, 5, 5), 0.1 / 24)
         kernel[0, 0, 2, 2] = 0.9
@@ -70,11 +73,14 @@ class InstanceColourModel(WordColourModel):
     """Like WordColourModel, but it also tells objects apart, as an instance model (SAM 3) does:
     each connected region of one shade of its colour (red channel in steps of 16, so a few
     levels of noise do not matter) is an instance (score 0.9), so two touching roofs of
-    different shades are two objects where the per-pixel map sees one."""
+    different shades are two objects where the per-pixel map sees one. Like SAM 3, it keeps the
+    instances whose score reaches ``threshold`` (default: its card's, 0.5)."""
 
     name = "instance-colour-fixture"
+    instances = True
 
-    def predict(self, images: torch.Tensor, phrases: TextBatch) -> Prediction:
+    def predict(self, images: torch.Tensor, phrases: TextBatch, threshold: float | None = None) -> Prediction:
+        threshold = self.card.threshold if threshold is None else threshold
         logits = self.segment_phrases(images, phrases)
         instances = []
         for b in range(len(images)):
@@ -87,7 +93,9 @@ class InstanceColourModel(WordColourModel):
                     labels, n = ndimage.label(on & (shade == value))
                     masks += [labels == i for i in range(1, n + 1)]
                 stack = np.array(masks, bool).reshape(-1, *on.shape)
-                per_phrase.append(Instances(torch.from_numpy(stack), torch.full((len(stack),), 0.9)))
+                scores = torch.full((len(stack),), 0.9)
+                keep = (scores >= threshold).numpy()
+                per_phrase.append(Instances(torch.from_numpy(stack[keep]), scores[keep]))
             instances.append(per_phrase)
         return Prediction(logits, instances)
 

@@ -10,14 +10,16 @@ import pyogrio
 import pytest
 import rasterio
 from affine import Affine
-from fixtures import ColourModel, scene_with_square, write_scene
 from pyproj import CRS, Transformer
 from shapely.geometry import box
 
 from georefseg.api import Segmenter, SegmentOptions, segment
 from georefseg.errors import InputError, OutputError
+from georefseg.formats import VECTOR_FORMATS
 from georefseg.models.base import Backend
+from georefseg.models.card import ModelCard
 from georefseg.models.registry import BACKENDS
+from tests.fixtures import ColourModel, scene_with_square, write_scene
 
 UTM = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
 
@@ -41,7 +43,7 @@ def test_polygon_at_known_utm_coordinates(utm_scene, tmp_path):
     row = gdf.iloc[0]
     assert row["area_m2"] == pytest.approx(800.0)
     assert row["expression"] == "the red roof" and row["rank"] == 1
-    assert row["scene"] == "utm.tif" and row["model"] == "colour-fixture"
+    assert row["scene"] == "utm" and row["model"] == "colour-fixture"
     assert 0.9 < row["score"] <= 1.0
     assert list(gdf.columns) == ["expression", "rank", "selected", "score", "evidence", "area_m2", "scene", "model",
                                  "geometry"]
@@ -70,13 +72,14 @@ def test_polygon_at_known_coordinates_in_epsg4326(tmp_path):
     assert gdf["area_m2"].iloc[0] == pytest.approx(Polygon(zip(xs, ys, strict=True)).area, rel=2e-3)
 
 
-@pytest.mark.parametrize("ext", [".gpkg", ".geojson", ".shp", ".parquet"])
-def test_output_formats(utm_scene, tmp_path, ext):
+@pytest.mark.parametrize("fmt", VECTOR_FORMATS, ids=lambda f: f.name)
+def test_output_formats(utm_scene, tmp_path, fmt):
+    ext = fmt.extension
     out = tmp_path / f"tanks{ext}"
     segment(utm_scene, "red", out, model=ColourModel())
-    gdf = gpd.read_parquet(out) if ext == ".parquet" else gpd.read_file(out)
+    gdf = fmt.read(out, None)
     epsg = CRS.from_user_input(gdf.crs).to_epsg()
-    if ext == ".geojson":
+    if fmt.crs is not None:
         assert epsg == 4326
         lon, lat = Transformer.from_crs(32633, 4326, always_xy=True).transform(500045, 3999940)
         c = gdf.geometry.iloc[0].centroid
@@ -86,7 +89,7 @@ def test_output_formats(utm_scene, tmp_path, ext):
         assert gdf.geometry.iloc[0].centroid.coords[0] == pytest.approx((500045, 3999940))
     assert {"expression", "score", "rank", "area_m2", "scene", "model"} <= set(gdf.columns)
     assert not any(p.name.startswith(".georefseg") for p in tmp_path.iterdir())
-    if ext == ".geojson":
+    if fmt.name == "geojson":
         assert pyogrio.read_info(out)["crs"] in ("EPSG:4326", "OGC:CRS84")
 
 
@@ -157,12 +160,12 @@ def test_bad_arguments(utm_scene, tmp_path):
 
 def _counting_backend(loads: list) -> Backend:
     """A real backend entry (found by name in the table) whose loads are counted."""
-    def load(weights):
-        loads.append(weights)
+    def build(card: ModelCard):
+        loads.append(card.weights)
         return ColourModel()
 
-    return Backend("counting", "ColourModel, counted", "nothing", find=lambda path: None, load=load,
-                   tiling=lambda weights: (128, 32), output_stride=1)
+    return Backend("counting", "ColourModel, counted", "nothing", find=lambda path: None,
+                   card=lambda weights: ModelCard("counting", weights, 128, 32, 1), build=build)
 
 
 def test_one_segmenter_maps_two_scenes_and_expressions_loading_the_model_once(utm_scene, tmp_path, monkeypatch):
@@ -191,7 +194,7 @@ def test_options_are_frozen_hashable_and_json(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, param, words", [
-    ({"threshold": 1.5}, "threshold", "threshold 1.5 must lie between 0 and 1"),
+    ({"threshold": 1.5}, "threshold", "threshold 1.5 must lie between 0.01 and 0.99"),
     ({"batch_size": 0}, "batch_size", "batch_size 0 must be at least 1"),
     ({"min_area_m2": -1}, "min_area_m2", "min_area_m2 -1 must be 0 or more"),
     ({"tile_px": 0}, "tile_px", "tile_px 0 is out of range"),
@@ -240,7 +243,8 @@ def test_result_as_json_matches_the_written_layer(utm_scene, tmp_path):
     (feat,) = doc["features"]
     assert feat["area_m2"] == pytest.approx(written["area_m2"].iloc[0]) == pytest.approx(800.0)
     assert feat["bounds"] == pytest.approx(list(written.geometry.iloc[0].bounds))
-    assert doc["windows_read"] == doc["tiles"] == 12 and doc["options"]["threshold"] == 0.5
+    assert doc["windows_read"] == doc["tiles"] == 12 and doc["options"]["threshold"] is None  # the model's own:
+    assert doc["grounding"]["threshold"] == 0.5 and doc["layer"] == "o"  # a dense map's cut-off; the layer written
 
 
 def test_compiled_model_gives_the_eager_result(utm_scene, tmp_path):

@@ -10,10 +10,10 @@ import numpy as np
 import pystac
 import pytest
 from affine import Affine
-from fixtures import write_scene
 
 from georefseg.archive import expressions_from_csv, find_scenes
 from georefseg.errors import InputError, InputNotFoundError
+from tests.fixtures import write_scene
 
 
 def small(path: Path) -> Path:

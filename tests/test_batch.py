@@ -76,6 +76,7 @@ def baseline(scenes, cluster, tmp_path_factory):
     return report, out, events
 
 
+@pytest.mark.cluster
 def test_a_batch_maps_every_scene_and_records_the_corrupt_one(baseline, cluster):
     report, out, events = baseline
     assert (report.jobs, report.done, report.failed, report.ran, report.skipped) == (6, 5, 1, 6, 0)
@@ -97,6 +98,7 @@ def test_a_batch_maps_every_scene_and_records_the_corrupt_one(baseline, cluster)
     assert any(e["event"] == "scene" and e["kind"] == "tiles" for e in events)  # per-scene progress from workers
 
 
+@pytest.mark.cluster
 def test_the_tank_in_the_overlap_is_one_whole_feature(baseline):
     report, out, _ = baseline
     merged = gpd.read_file(out / "merged.gpkg")
@@ -131,6 +133,8 @@ def wait_for_events(process: subprocess.Popen, wanted) -> list[dict]:
     raise AssertionError(f"the batch ended first: {events[-3:]}")
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_killing_the_client_loses_nothing_and_the_rerun_finishes_identically(scenes, baseline, cluster, tmp_path):
     """The client (with the LocalCluster it started: --workers) is SIGKILLed after two jobs; the
     rerun, here on the module's cluster, does exactly the rest."""
@@ -160,6 +164,8 @@ def test_killing_the_client_loses_nothing_and_the_rerun_finishes_identically(sce
     assert leftovers == []
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_a_killed_worker_is_survived_and_the_manifest_shows_it(scenes, baseline, cluster, tmp_path):
     from distributed import Client
 

@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from fixtures import WordColourModel, scene_with_square, write_scene
 from rasterio.windows import Window
 
 from georefseg import cli
 from georefseg.models.base import Backend
+from georefseg.models.card import ModelCard
 from georefseg.models.registry import BACKENDS
+from georefseg.protocol import PROTOCOL_VERSION
+from tests.fixtures import WordColourModel, scene_with_square, write_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "scene.tif"
@@ -48,6 +50,7 @@ def scene(tmp_path_factory):
                        Affine(1, 0, 300000, 0, -1, 5000000))
 
 
+@pytest.mark.slow
 def test_json_result_and_progress_events_in_a_subprocess(tmp_path, tiny_weights, scene):
     """What the QGIS plugin reads: one JSON document on stdout, one JSON event per line on stderr."""
     out, prob = tmp_path / "o.gpkg", tmp_path / "p.tif"
@@ -66,8 +69,12 @@ def test_json_result_and_progress_events_in_a_subprocess(tmp_path, tiny_weights,
     events = [json.loads(line) for line in r.stderr.splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "finished"
-    assert [e["phase"] for e in events if e["event"] == "phase"] == ["load", "open", "infer", "vectorize", "ground",
-                                                                      "write"]
+    assert events[0]["protocol"] == PROTOCOL_VERSION and [p["name"] for p in events[0]["phases"]] == [
+        "load", "open", "infer", "vectorize", "ground", "write"]
+    assert [e["phase"] for e in events if e["event"] == "phase"] == [p["name"] for p in events[0]["phases"]]
+    progress = [e["progress"] for e in events if "progress" in e]  # one bar over the whole run, for any reader
+    assert progress == sorted(progress) and progress[0] == 0.0 and progress[-1] == 1.0
+    assert all(e["text"] for e in events if e["event"] in ("phase", "tiles"))
     ticks = [(e["done"], e["total"]) for e in events if e["event"] == "tiles"]
     assert ticks == [(i, 6) for i in range(1, 7)]
     assert events[-1]["feature_count"] == len(written) and all(e["t"] >= 0 for e in events)
@@ -193,8 +200,8 @@ def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str],
         (["segment", s, "x", "--model", "nope", "--checkpoint", str(tmp_path / "junk.pth")], "unknown --model"),
         (["segment", s, "x", "--device", "tpu"], "unknown --device 'tpu'"),
         (["segment", s, "x", "--device", "cuda:0"], "no CUDA GPU"),
-        (["segment", s, "x", "--threshold", "1.5"], "--threshold 1.5 must lie between 0 and 1"),
-        (["segment", s, "x", "--threshold", "0"], "--threshold 0.0 must lie between 0 and 1"),
+        (["segment", s, "x", "--threshold", "1.5"], "--threshold 1.5 must lie between 0.01 and 0.99"),
+        (["segment", s, "x", "--threshold", "0"], "--threshold 0.0 must lie between 0.01 and 0.99"),
         (["segment", s, "x", "--min-area", "-1"], "--min-area -1.0 must be 0 or more"),
         (["segment", s, "x", "--max-features", "0"], "--max-features 0 must be at least 1"),
         (["segment", s, "x", "--simplify", "-2"], "--simplify -2.0 must be 0 or more"),
@@ -217,7 +224,8 @@ def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str],
         (["batch", str(other), b_out, "--expr", "x"], "holds no scene"),
         (["batch", str(scene.parent), b_out], "give --expr (repeatable), or --expressions"),
         (["batch", str(scene.parent), b_out, "--expr", " "], "--expr is empty"),
-        (["batch", str(scene.parent), b_out, "--expr", "x", "--format", "shp"], "--format 'shp'"),
+        (["batch", str(scene.parent), b_out, "--expr", "x", "--format", "kml"],
+         "--format 'kml': use gpkg, geojson, shp or parquet"),
         (["batch", str(scene.parent), b_out, "--expr", "x", "--crs", "EPSG:0"], "--crs 'EPSG:0' is not a CRS"),
         (["batch", str(scene.parent), b_out, "--expr", "x", "--workers", "2", "--scheduler", "tcp://h:1"],
          "--workers and scheduler both"),
@@ -275,6 +283,7 @@ def test_numpy_scene_helper_is_sane(scene):
         assert src.read(1)[70, 130] > 200 and np.all(src.bounds == (300000, 4999800, 300300, 5000000))
 
 
+@pytest.mark.slow
 def test_dataset_train_evaluate_round_trip(capsys, tmp_path):
     data, out, metrics = tmp_path / "synth", tmp_path / "run", tmp_path / "m.json"
     code, _, err = run_here(capsys, "dataset", "synth", "-o", str(data), "--n", "12", "--seed", "3", "--quiet")
@@ -300,6 +309,7 @@ def test_dataset_train_evaluate_round_trip(capsys, tmp_path):
     assert grounded["n_target"] == scores["n_target"] and 0.0 <= grounded["mIoU"] <= 1.0
 
 
+@pytest.mark.slow
 def test_interrupted_run_exits_130_and_leaves_nothing(tmp_path):
     """SIGINT (Ctrl-C) or SIGTERM mid-run: exit 130, one error event, no output, no working folder."""
     import signal
@@ -329,8 +339,8 @@ def two_roofs(tmp_path, monkeypatch):
     img = scene_with_square(200, 300, (20, 60, 20, 60))
     img[:, 120:140, 200:220] = np.array([230, 25, 25], np.uint8)[:, None, None]
     monkeypatch.setitem(BACKENDS, "colour", Backend("colour", "colour fixture", "nothing", find=lambda p: None,
-                                                     load=lambda w: WordColourModel(), tiling=lambda w: (128, 32),
-                                                     output_stride=1))
+                                                     card=lambda w: ModelCard("colour", w, 128, 32, 1),
+                                                     build=lambda card: WordColourModel()))
     return write_scene(tmp_path / "roofs.tif", img, "EPSG:32633", Affine(1, 0, 300000, 0, -1, 5000000))
 
 

@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from fixtures import ColourModel, WordColourModel
 
 from georefseg.data import open_dataset
 from georefseg.data.imageio import write_png
 from georefseg.data.native import NativeWriter
 from georefseg.evaluate import evaluate
+from tests.fixtures import ColourModel, WordColourModel
 
 
 @pytest.fixture

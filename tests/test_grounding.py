@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from fixtures import InstanceColourModel, WordColourModel, write_scene
 from shapely.geometry import box
 
 from georefseg.api import segment
@@ -17,6 +16,7 @@ from georefseg.calibration import Calibration
 from georefseg.expression import parse_expression
 from georefseg.grounding import evidence, ground
 from georefseg.vectorize import Candidate
+from tests.fixtures import InstanceColourModel, WordColourModel, write_scene
 
 UTM = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
 # A 640 × 400 px scene at 0.5 m in 128 px tiles (7 × 4), so objects, the river and the image's
@@ -118,6 +118,10 @@ def test_instances_stay_instances_across_tiles(tmp_path):
         assert sum(g.symmetric_difference(box_).area < 1e-6 for g in written.geometry) == 1
     merged = segment(path, "the red roofs", model=WordColourModel()).features  # the per-pixel path
     assert len(merged) == 2 and merged.area.max() == pytest.approx(30 * 60 * 0.25)
+    # --threshold means the same for an instance model: the probability from which an object counts.
+    assert len(segment(path, "the red roofs", model=InstanceColourModel(), threshold=0.95).features) == 0
+    kept = segment(path, "the red roofs", model=InstanceColourModel(), threshold=0.85)
+    assert len(kept.features) == 3 and kept.grounding["threshold"] == 0.85
 
 
 def test_candidates_writes_every_one_with_what_was_selected(roofs_scene, tmp_path):

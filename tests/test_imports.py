@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "georefseg"
@@ -65,4 +67,20 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_the_model_interface_imports_no_model():
     graph = import_graph()
-    assert not {m for m in graph["georefseg.models.base"] if m.startswith("georefseg.models.")}
+    # Only the cards: models.backend describes weights and imports no model (nor torch) itself.
+    assert {m for m in graph["georefseg.models.base"] if m.startswith("georefseg.models.")} == {
+        "georefseg.models.card"}
+    assert not {m for m in graph["georefseg.models.card"] if m.startswith("georefseg.models.")}
+
+
+def test_importing_the_package_loads_no_heavy_library():
+    """The public API is on the package, and importing it costs nothing until a name is used."""
+    code = ("import sys, georefseg; heavy = {'torch', 'rasterio', 'geopandas', 'distributed', 'transformers'}; "
+            "assert not heavy & set(sys.modules), heavy & set(sys.modules); "
+            "assert callable(georefseg.segment) and 'torch' in sys.modules; "
+            "print(','.join(sorted(georefseg.__all__)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert set(done.stdout.strip().split(",")) == {"__version__", "segment", "Segmenter", "SegmentOptions",
+                                                    "SegmentResult", "Request", "check_request", "map_archive",
+                                                    "load_model", "list_models"}

@@ -42,7 +42,6 @@ def test_a_kill_in_the_middle_of_a_write_leaves_the_last_commit(tmp_path):
         m.add(jobs())
     script = f"""
 import os, signal, sys
-sys.path.insert(0, {str(sys.path[0])!r})
 from georefseg.manifest import Manifest
 m = Manifest({str(path)!r})
 key = m.db.execute("SELECT key FROM jobs ORDER BY scene_id").fetchone()[0]

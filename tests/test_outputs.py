@@ -11,13 +11,13 @@ import geopandas as gpd
 import pyogrio
 import pytest
 from affine import Affine
-from fixtures import ColourModel, scene_with_square, write_scene
 from shapely.geometry import box
 
 from georefseg import cli
 from georefseg.api import segment
+from georefseg.atomic import remove_stale, working_folder
 from georefseg.errors import InputError, OutputError, OutputExistsError
-from georefseg.outputs import remove_stale, working_folder
+from tests.fixtures import ColourModel, scene_with_square, write_scene
 
 UTM = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
 

@@ -7,11 +7,11 @@ import pytest
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from fixtures import write_scene
 from rasterio.windows import Window
 
 from georefseg.errors import InputError
 from georefseg.raster import Scene
+from tests.fixtures import write_scene
 
 UTM = Affine(2.0, 0, 600000, 0, -2.0, 5200000)
 

@@ -7,11 +7,11 @@ import pytest
 import rasterio
 from affine import Affine
 from distributed import LocalCluster
-from fixtures import InstanceColourModel, scene_with_square, write_scene
 from shapely.geometry import box
 
 from georefseg.api import Segmenter, SegmentOptions, segment
 from georefseg.errors import SchedulerError
+from tests.fixtures import InstanceColourModel, scene_with_square, write_scene
 
 
 @pytest.fixture
@@ -20,6 +20,8 @@ def scene(tmp_path):
     return write_scene(tmp_path / "s.tif", img, "EPSG:32633", Affine(1, 0, 300000, 0, -1, 5000000))
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_distributed_cluster_gives_the_threaded_result(scene, tmp_path, tiny_weights):
     local = segment(scene, "the red roof", prob=tmp_path / "local.tif", model=str(tiny_weights),
                     device="cpu", tile_px=128, overlap_px=32, batch_size=3)
@@ -34,6 +36,7 @@ def test_distributed_cluster_gives_the_threaded_result(scene, tmp_path, tiny_wei
     assert remote.timings["model_s"] > 0
 
 
+@pytest.mark.cluster
 def test_a_model_object_runs_on_the_cluster_through_one_client(scene, tmp_path):
     """A model object is sent to the workers once; one Segmenter maps two scenes over one client.
     The model separates objects, so its instances travel back from the workers too."""
@@ -54,6 +57,7 @@ def test_a_model_object_runs_on_the_cluster_through_one_client(scene, tmp_path):
 
 @pytest.mark.parametrize("address, words", [("tcp://127.0.0.1:1", "cannot reach the Dask scheduler"),
                                             ("not an address", "is not a scheduler address")])
+@pytest.mark.slow
 def test_unreachable_scheduler_is_a_clear_error(scene, tmp_path, tiny_weights, address, words):
     with pytest.raises(SchedulerError, match=words) as err:
         segment(scene, "x", tmp_path / "o.gpkg", model=str(tiny_weights), scheduler=address)

@@ -6,13 +6,13 @@ import numpy as np
 import rasterio
 import torch
 from affine import Affine
-from fixtures import ColourModel, scene_with_square, write_scene
 from rasterio.windows import Window
 
 from georefseg.api import segment
 from georefseg.raster import Scene
-from georefseg.stitch import Stitcher
+from georefseg.stitch import Stitcher, tile_weights, weight_sum
 from georefseg.tiling import TileGrid
+from tests.fixtures import ColourModel, scene_with_square, write_scene
 
 
 def test_tiled_output_equals_whole_scene_output(tmp_path):
@@ -90,3 +90,24 @@ def test_skipped_tiles_leave_nodata(tmp_path):
     with rasterio.open(tmp_path / "o.tif") as src:
         assert np.isnan(src.read(1)).all()
         assert np.isnan(src.nodata)
+
+
+def test_weights_fall_to_zero_at_shared_edges_and_not_at_the_border():
+    grid = TileGrid(300, 300, 128, 32)
+    tiles = list(grid)
+    corner = tile_weights(grid, tiles[0])
+    assert corner[0, 0] == 1.0  # scene border: full weight
+    assert corner[64, 127] == 0.0 and corner[127, 64] == 0.0  # shared sides: zero margin
+    assert corner[64, 64] == 1.0
+
+
+def test_weight_sum_is_the_sum_of_tile_weights_and_positive():
+    grid = TileGrid(300, 217, 128, 32)
+    brute = np.zeros((217, 300))
+    for t in grid:
+        w = t.window
+        rows, cols = slice(int(w.row_off), int(w.row_off + w.height)), slice(int(w.col_off), int(w.col_off + w.width))
+        brute[rows, cols] += tile_weights(grid, t)
+    separable = weight_sum(grid, False)[:, None] * weight_sum(grid, True)[None, :]
+    assert np.allclose(brute, separable, atol=1e-5)
+    assert brute.min() > 0

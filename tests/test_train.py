@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -30,8 +32,14 @@ def _cfg(data, out, **kw) -> TrainConfig:
 
 
 def test_train_exports_weights_that_load(dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = run / f".last.pt.georefseg-{int(dead.stdout)}.part"  # what a killed run left mid-checkpoint
+    left.write_bytes(b"half a checkpoint")
     vals = []
-    state = train(_cfg(dataset, tmp_path / "run", max_steps=6), on_validate=lambda s, m: vals.append(s))
+    state = train(_cfg(dataset, run, max_steps=6), on_validate=lambda s, m: vals.append(s))
+    assert not left.exists() and not [p for p in run.iterdir() if p.name.endswith(".part")]
     assert state.step == 6 and vals == [3, 6]
     recipe = json.loads((tmp_path / "run" / "best.json").read_text())
     assert recipe["config"]["widths"] == SMALL["widths"] and recipe["recipe"]["lr"] == 2e-3

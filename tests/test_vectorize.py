@@ -7,11 +7,11 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
-from fixtures import write_scene
 from pyproj import CRS, Transformer
 from shapely.geometry import Point, Polygon
 
 from georefseg.vectorize import extract_candidates, ground_area_m2, refine
+from tests.fixtures import write_scene
 
 UTM = Affine(0.5, 0, 500000, 0, -0.5, 4000000)
 

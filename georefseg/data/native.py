@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from georefseg.atomic import remove_stale, write_text
 from georefseg.data.samples import SPLITS, RefSample
 from georefseg.errors import DatasetError
 
@@ -56,6 +56,7 @@ class NativeWriter:
         self.root = Path(root)
         (self.root / "images").mkdir(parents=True, exist_ok=True)
         (self.root / "masks").mkdir(exist_ok=True)
+        remove_stale(self.root)  # the part files of a run that was killed while writing the index
         self.meta = {"format": FORMAT, "version": 1, **meta}
         self.records: list[dict] = []
 
@@ -65,10 +66,5 @@ class NativeWriter:
     def close(self) -> None:
         counts = {s: sum(r["split"] == s for r in self.records) for s in SPLITS}
         meta = {**self.meta, "samples": counts}
-        tmp = self.root / "samples.jsonl.part"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in self.records:
-                fh.write(json.dumps(rec) + "\n")
-        with open(self.root / "dataset.json", "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2)
-        os.replace(tmp, self.root / "samples.jsonl")
+        write_text(self.root / "dataset.json", json.dumps(meta, indent=2))
+        write_text(self.root / "samples.jsonl", "".join(json.dumps(rec) + "\n" for rec in self.records))

@@ -1,6 +1,7 @@
 """The interface every referring segmenter offers the engine, and the types it exchanges.
 
-Imports no model: the registry imports the models, the models import this module.
+Imports no model: the registry imports the models, the models import this module and
+:mod:`georefseg.models.card` (what the engine knows of their weights).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 
 from georefseg.calibration import Calibration
 from georefseg.errors import ModelError
+from georefseg.models.card import ModelCard
 
 # Metadata keys of the safetensors files georefseg writes: which backend, and its config.
 META_MODEL, META_CONFIG = "georefseg.model", "georefseg.config"
@@ -91,22 +93,40 @@ class Prediction:
 class ReferringSegmenter(nn.Module):
     """Base class of the models the engine can run tile by tile.
 
-    Subclasses set ``name``, ``tile_size`` (preferred input side in pixels) and
-    ``min_overlap`` (context in pixels needed on each side for seam-free tiling), and
-    implement ``encode_text`` and ``segment``.
+    Subclasses set ``name`` and, in ``__init__``, ``card``: the
+    :class:`~georefseg.models.card.ModelCard` of their weights, the one place their tile
+    size, overlap, output stride, cut-off and calibration are declared; they implement
+    ``encode_text`` and ``segment``.
     """
 
     name: str = "base"
-    tile_size: int = 512
-    min_overlap: int = 64
     in_channels: int = 3
-    output_stride: int = 1  # pixels per cell of the finest map the model predicts before upsampling
-    calibration: Calibration = Calibration()  # its weights' score calibration (load_model sets it)
+    card: ModelCard
+
+    @property
+    def tile_size(self) -> int:
+        """Preferred input side in pixels."""
+        return self.card.tile_size
+
+    @property
+    def min_overlap(self) -> int:
+        """Pixels of context each side needs for seam-free tiles."""
+        return self.card.min_overlap
+
+    @property
+    def output_stride(self) -> int:
+        """Input pixels per cell of the finest map the model predicts before upsampling."""
+        return self.card.output_stride
+
+    @property
+    def calibration(self) -> Calibration:
+        """Its weights' score calibration."""
+        return self.card.calibration
 
     @property
     def min_object_px(self) -> int:
-        """The smallest object the model can draw, in pixels: see :func:`min_object_px`."""
-        return min_object_px(self.output_stride)
+        """The smallest object the model can draw, in pixels: see :func:`~georefseg.models.card.min_object_px`."""
+        return self.card.min_object_px
 
     def encode_text(self, texts: list[str]) -> TextBatch:  # pragma: no cover - interface
         raise NotImplementedError
@@ -126,11 +146,13 @@ class ReferringSegmenter(nn.Module):
         return torch.cat([self.segment(images, phrases.select(slice(k, k + 1)).repeat_to(len(images)))
                           .referring_logits() for k in range(len(phrases))], dim=1)
 
-    def predict(self, images: torch.Tensor, phrases: TextBatch) -> Prediction:
+    def predict(self, images: torch.Tensor, phrases: TextBatch, threshold: float | None = None) -> Prediction:
         """What the engine asks of each batch of tiles: :meth:`segment_phrases`'s log-odds, and
         the model's own instances where it has them. A model that separates objects (two
-        touching buildings as two) overrides this to return them; the engine then takes its
-        objects from the instances and the per-pixel map from the log-odds."""
+        touching buildings as two; its card says ``instances``) overrides this to return those
+        whose score reaches ``threshold`` (default: its card's); the engine then takes its
+        objects from the instances and the per-pixel map from the log-odds. Dense models
+        ignore ``threshold``: the engine cuts their blended map with it."""
         return Prediction(self.segment_phrases(images, phrases))
 
     @property
@@ -146,38 +168,28 @@ class ReferringSegmenter(nn.Module):
                 "parameters": sum(p.numel() for p in self.parameters())}
 
 
-def min_object_px(output_stride: int) -> int:
-    """The smallest object a model of this output stride can draw, in pixels: two output cells
-    across, (2 × stride)²; smaller regions are fragments of its upsampling, not objects."""
-    return (2 * output_stride) ** 2
-
-
 @dataclass(frozen=True)
 class Backend:
-    """One model family in the registry: what it is, and how it finds, loads and tiles its weights.
+    """One model family in the registry: what it is, and how it finds, describes and builds weights.
 
     ``find(path)`` returns the weights this backend would load from ``path`` (a file, or a
     folder that holds them) or None when they are not its own; it reads headers only.
-    ``load(weights)`` builds the model on the CPU in eval mode (``None``: the backend's
-    default weights, or a ModelError saying what to pass). ``tiling(weights)`` gives the
-    (tile, overlap) in pixels the weights were made for, without building the model;
-    :meth:`calibration` their score calibration (uncalibrated when none is stored beside them);
-    ``output_stride`` is the model's (see :attr:`ReferringSegmenter.output_stride`);
-    ``default_weights`` what ``load(None)`` loads, where the backend ships weights.
+    ``card(weights)`` reads their :class:`ModelCard` (``None``: the backend's default weights,
+    where it ships any), headers only. ``build(card)`` builds the model the card describes on
+    the CPU in eval mode (a ModelError saying what to pass when the card has no weights and
+    the family ships none).
     """
 
     name: str
     summary: str
     needs: str
     find: Callable[[Path], Path | None]
-    load: Callable[[Path | None], ReferringSegmenter]
-    tiling: Callable[[Path | None], tuple[int, int]]
-    output_stride: int
-    default_weights: Path | None = None
+    card: Callable[[Path | None], ModelCard]
+    build: Callable[[ModelCard], ReferringSegmenter]
 
-    def calibration(self, weights: Path | None) -> Calibration:
-        """The score calibration stored beside ``weights`` (default: the backend's own weights)."""
-        return Calibration.beside(weights or self.default_weights)
+    def load(self, weights: Path | None) -> ReferringSegmenter:
+        """The model of ``weights`` (``None``: the default), carrying its card."""
+        return self.build(self.card(weights))
 
 
 def safetensors_metadata(path: Path) -> dict[str, str] | None:

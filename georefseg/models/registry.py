@@ -4,8 +4,8 @@
 ``load_model("rmsin", checkpoint="model_best_rrsisd.pth")`` a named model with the caller's
 weights; ``load_model("runs/mine")`` whatever backend recognises that file or folder. Each
 backend (a :class:`~georefseg.models.base.Backend`, defined beside its model) owns its name,
-what it needs, how it recognises and loads its weights and its tiling; this module only looks
-them up. Nothing is ever downloaded.
+what it needs, how it recognises its weights, reads their card and builds them; this module
+only looks them up. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import json
 from pathlib import Path
 
 from georefseg.errors import ModelError, WeightsNotFoundError
-from georefseg.models import clipseg, rmsin, sam3, tiny
+from georefseg.models import tiny
 from georefseg.models.base import META_MODEL, Backend, ReferringSegmenter, safetensors_metadata
+from georefseg.models.card import ModelCard
 from georefseg.models.device import place, resolve_device
+from georefseg.models.hf import clipseg, sam3
+from georefseg.models.rmsin import model as rmsin
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (tiny.BACKEND, rmsin.BACKEND, clipseg.BACKEND, sam3.BACKEND)}
 
@@ -108,12 +111,11 @@ def load_model(name_or_path: str | Path = "tiny", checkpoint: str | Path | None 
     """
     dev = resolve_device(device)
     backend, weights = resolve(name_or_path, checkpoint)
-    model = place(backend.load(weights), dev)
-    model.calibration = backend.calibration(weights)
-    return model
+    return place(backend.load(weights), dev)
 
 
-def tiling_defaults(name_or_path: str | Path = "tiny", checkpoint: str | Path | None = None) -> tuple[int, int]:
-    """(tile, overlap) in pixels that a model's weights use, read without building the model."""
+def read_card(name_or_path: str | Path = "tiny", checkpoint: str | Path | None = None) -> ModelCard:
+    """The card of a model's weights (tiling, output stride, cut-off, calibration), read from
+    their headers without building the model."""
     backend, weights = resolve(name_or_path, checkpoint)
-    return backend.tiling(weights)
+    return backend.card(weights)

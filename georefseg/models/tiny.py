@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from georefseg.atomic import atomic_path
+from georefseg.calibration import Calibration
 from georefseg.errors import ModelError
 from georefseg.models.base import (
     META_CONFIG,
@@ -35,12 +37,14 @@ from georefseg.models.base import (
     safetensors_metadata,
     saved_config,
 )
+from georefseg.models.card import ModelCard
 from georefseg.models.layers import PWAM, AdaptiveRotatedConv2d
 from georefseg.models.text import MiniLMEncoder
 
 TEXT_PREFIX = "text_encoder."  # the shared, frozen MiniLM: not part of tiny's own weights
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "tiny.safetensors"
 RUN_WEIGHTS = "best.safetensors"  # what `georefseg train` leaves in its output folder
+OUTPUT_STRIDE = 2  # the mask head sees the stride-2 decoder stage
 
 
 @dataclass
@@ -54,6 +58,11 @@ class TinyConfig:
     arc_kernels: int = 2
     tile_size: int = 512
     min_overlap: int = 64
+
+    def card(self, weights: Path | None = None) -> ModelCard:
+        """The model card of weights of this architecture (calibration: the file beside them)."""
+        return ModelCard("tiny", weights, self.tile_size, self.min_overlap, OUTPUT_STRIDE,
+                         calibration=Calibration.beside(weights))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,13 +156,13 @@ class TinyRefSeg(ReferringSegmenter):
     """The default model (see module docstring)."""
 
     name = "tiny"
-    output_stride = 2  # the mask head sees the stride-2 decoder stage
 
-    def __init__(self, config: TinyConfig | None = None, text_encoder: MiniLMEncoder | None = None):
+    def __init__(self, config: TinyConfig | None = None, text_encoder: MiniLMEncoder | None = None,
+                 card: ModelCard | None = None):
         super().__init__()
         cfg = config or TinyConfig()
         self.config = cfg
-        self.tile_size, self.min_overlap = cfg.tile_size, cfg.min_overlap
+        self.card = card or cfg.card()
         self.text_encoder = text_encoder or MiniLMEncoder()
         w, t = cfg.widths, cfg.text_dim
         self.word_proj = nn.Sequential(nn.Linear(MiniLMEncoder.dim, t), nn.LayerNorm(t))
@@ -233,10 +242,8 @@ def save_tiny(model: TinyRefSeg, path: str | Path, extra: dict | None = None) ->
     meta = {META_MODEL: "tiny", META_CONFIG: json.dumps(model.config.to_dict())}
     if extra:
         meta["georefseg.extra"] = json.dumps(extra)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)  # never a half-written file under the final name
+    with atomic_path(path) as part:
+        save_file(state, str(part), metadata=meta)
 
 
 def _is_tiny_file(path: Path) -> bool:
@@ -254,25 +261,22 @@ def find_weights(path: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def load_weights(path: Path | None) -> TinyRefSeg:
-    """A tiny model from a file :func:`save_tiny` wrote (``None``: the shipped default)."""
+def read_card(path: Path | None) -> ModelCard:
+    """The card of the tiny weights at ``path`` (default: the shipped ones), from the file's metadata."""
+    path = path or DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise ModelError(f"the default tiny weights are not installed ({path} is missing): reinstall "
+                         "georefseg, or pass {param} with weights from `georefseg train`", param="checkpoint")
+    return TinyConfig(**saved_config(path)).card(path)
+
+
+def build(card: ModelCard) -> TinyRefSeg:
+    """The tiny model a card describes, with the weights its file holds."""
     from safetensors.torch import load_file
 
-    if path is None:
-        path = DEFAULT_WEIGHTS
-        if not path.is_file():
-            raise ModelError(f"the default tiny weights are not installed ({path} is missing): reinstall "
-                             "georefseg, or pass {param} with weights from `georefseg train`", param="checkpoint")
-    model = TinyRefSeg(TinyConfig(**saved_config(path)))
-    load_state_strict(model, load_file(str(path)), str(path), skip_prefixes=(TEXT_PREFIX,))
+    model = TinyRefSeg(TinyConfig(**saved_config(card.weights)), card=card)
+    load_state_strict(model, load_file(str(card.weights)), str(card.weights), skip_prefixes=(TEXT_PREFIX,))
     return model.eval()
-
-
-def tiling(path: Path | None) -> tuple[int, int]:
-    """(tile, overlap) in pixels that the weights at ``path`` (default: the shipped ones) use."""
-    path = path or DEFAULT_WEIGHTS
-    cfg = TinyConfig(**saved_config(path)) if path.is_file() else TinyConfig()
-    return cfg.tile_size, cfg.min_overlap
 
 
 BACKEND = Backend(
@@ -280,5 +284,4 @@ BACKEND = Backend(
     summary="compact CNN with pixel-word attention and rotated convolutions; runs on a laptop CPU; "
             "trained on synthetic scenes only (not for real imagery)",
     needs="nothing: its weights ship with georefseg (or weights from `georefseg train`)",
-    find=find_weights, load=load_weights, tiling=tiling, output_stride=TinyRefSeg.output_stride,
-    default_weights=DEFAULT_WEIGHTS)
+    find=find_weights, card=read_card, build=build)

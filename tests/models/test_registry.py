@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from georefseg.errors import ModelError, WeightsNotFoundError
 from georefseg.models import list_models, load_model
 from georefseg.models.device import resolve_device
-from georefseg.models.registry import BACKENDS, tiling_defaults
+from georefseg.models.registry import BACKENDS, read_card
 
 
 def test_weights_file_round_trip(tiny_weights):
@@ -24,10 +24,10 @@ def test_weights_file_round_trip(tiny_weights):
 
 
 def test_tiling_comes_from_the_weights(tiny_weights):
-    assert tiling_defaults(tiny_weights) == (256, 32)  # the file's own config, not the class default
-    assert tiling_defaults("tiny", tiny_weights) == (256, 32)
-    assert tiling_defaults("tiny") == (512, 64)  # the shipped weights
-    assert tiling_defaults("rmsin", None) == (480, 96)
+    assert read_card(tiny_weights).tiling == (256, 32)  # the file's own config, not the class default
+    assert read_card("tiny", tiny_weights).tiling == (256, 32)
+    assert read_card("tiny").tiling == (512, 64)  # the shipped weights
+    assert read_card("rmsin", None).tiling == (480, 96)
 
 
 def test_a_folder_is_recognised_by_its_contents(tiny_weights, tmp_path):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from qgis.core import (
     QgsProcessing,
@@ -28,7 +27,7 @@ from . import settings
 from .engine import EngineError, check_engine
 from .extent import bbox_argument, crs_argument
 from .layers import vector_source
-from .protocol import DEVICES, EngineRunError, RunCancelled, SegmentRequest, describe, run_segment
+from .protocol import DEVICES, THRESHOLD_RANGE, EngineRunError, RunCancelled, SegmentRequest, describe, run_segment
 
 # What Processing hands over for "save to GeoPackage" with a table: ogr:dbname='x.gpkg' table="name" (geom)
 OGR_URI = re.compile(r"""^ogr:dbname='(?P<path>(?:[^']|'')+)'\s+table="(?P<table>(?:[^"]|"")+)"\s*""")
@@ -72,9 +71,9 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Map only this extent", optional=True))
         self.addParameter(QgsProcessingParameterString(self.MODEL, "Model (name, or weights file or folder)",
                                                        defaultValue="tiny"))
-        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Pixel probability threshold",
-                                                       QgsProcessingParameterNumber.Double, 0.5, minValue=0.01,
-                                                       maxValue=0.99))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.THRESHOLD, "Probability threshold (empty: the model's own)", QgsProcessingParameterNumber.Double,
+            optional=True, minValue=THRESHOLD_RANGE[0], maxValue=THRESHOLD_RANGE[1]))
         self.addParameter(QgsProcessingParameterNumber(self.MIN_AREA, "Smallest object (m²; empty: the model's)",
                                                        QgsProcessingParameterNumber.Double, optional=True,
                                                        minValue=0.0))
@@ -114,11 +113,12 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         min_area = parameters.get(self.MIN_AREA)
         return SegmentRequest(
             scene=layer.source().split("|")[0], expression=expression, output=output,
-            layer=table if Path(output).suffix.lower() == ".gpkg" else None,
+            layer=table,
             model=self.parameterAsString(parameters, self.MODEL, context).strip() or "tiny",
             checkpoint=self.parameterAsFile(parameters, self.CHECKPOINT, context) or None,
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
+            threshold=None if parameters.get(self.THRESHOLD) in (None, "") else
+            self.parameterAsDouble(parameters, self.THRESHOLD, context),
             min_area_m2=None if min_area in (None, "") else self.parameterAsDouble(parameters, self.MIN_AREA, context),
             candidates=self.parameterAsBoolean(parameters, self.CANDIDATES, context),
             bbox=bbox, bbox_crs=None if bbox is None else crs_argument(layer.crs()), prob=prob or None)
@@ -148,5 +148,5 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         if message:
             feedback.pushInfo(message)
         feedback.pushInfo(f"{result.get('feature_count', 0)} features written to {result['output']}")
-        return {self.OUTPUT: vector_source(request.output, request.layer), self.PROB: request.prob,
+        return {self.OUTPUT: vector_source(request.output, result.get("layer")), self.PROB: request.prob,
                 self.FEATURE_COUNT: result.get("feature_count", 0), self.MESSAGE: message}

@@ -155,20 +155,36 @@ def hidden_window() -> dict:
     return {}
 
 
-def list_models(engine: Engine, timeout_s: float = 120.0) -> list[dict]:
-    """The models the engine knows (``georefseg models --json``): dicts with ``name``,
-    ``summary`` and ``needs``.
+def _ask(engine: Engine, command: str, what: str, timeout_s: float) -> list:
+    """The JSON list ``georefseg COMMAND --json`` prints.
 
     Raises
     ------
     EngineError
-        The engine did not answer with the list.
+        The engine did not answer with a list.
     """
     try:
-        done = subprocess.run([engine.path, "models", "--json"], capture_output=True, text=True, timeout=timeout_s,
+        done = subprocess.run([engine.path, command, "--json"], capture_output=True, text=True, timeout=timeout_s,
                               env=engine_environment(), stdin=subprocess.DEVNULL, **hidden_window())
-        models = json.loads(done.stdout)
+        answer = json.loads(done.stdout)
     except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
-        raise EngineError(f"the georefseg engine at {engine.path} did not list its models ({exc}): reinstall it "
+        raise EngineError(f"the georefseg engine at {engine.path} did not list its {what} ({exc}): reinstall it "
                           f"with: {UPGRADE}") from exc
-    return [m for m in models if isinstance(m, dict) and "name" in m]
+    return [item for item in answer if isinstance(item, dict) and "name" in item] if isinstance(answer, list) else []
+
+
+def list_models(engine: Engine, timeout_s: float = 120.0) -> list[dict]:
+    """The models the engine knows (``georefseg models --json``): dicts with ``name``,
+    ``summary`` and ``needs``."""
+    return _ask(engine, "models", "models", timeout_s)
+
+
+def list_formats(engine: Engine, timeout_s: float = 60.0) -> list[dict]:
+    """The vector formats the engine writes (``georefseg formats --json``): dicts with ``name``,
+    ``label``, ``extensions``, ``appendable``, ``multi_layer`` and ``crs``, the default first."""
+    return _ask(engine, "formats", "output formats", timeout_s)
+
+
+def file_filter(formats: list[dict]) -> str:
+    """A Qt file-dialog filter for the formats: ``GeoPackage (*.gpkg);;GeoJSON (*.geojson *.json);;…``."""
+    return ";;".join(f"{f['label']} ({' '.join('*' + e for e in f['extensions'])})" for f in formats)

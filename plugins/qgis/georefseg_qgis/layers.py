@@ -3,8 +3,6 @@ probability raster under a colour ramp."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from qgis.core import (
     QgsColorRampShader,
     QgsFillSymbol,
@@ -27,10 +25,9 @@ PROB_OPACITY = 0.6
 
 
 def vector_source(path: str, layer: str | None) -> str:
-    """The OGR data source of an output: a GeoPackage's layer by name, any other file as is."""
-    if Path(path).suffix.lower() == ".gpkg":
-        return f"{path}|layername={layer or Path(path).stem}"
-    return path
+    """The OGR data source of an output: the layer the engine says it wrote (multi-layer formats
+    such as GeoPackage), else the file as is."""
+    return f"{path}|layername={layer}" if layer else path
 
 
 def result_layer(path: str, layer: str | None, title: str) -> QgsVectorLayer:

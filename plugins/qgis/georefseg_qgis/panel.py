@@ -40,14 +40,13 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from . import settings
-from .engine import EngineError, check_engine, list_models
+from .engine import EngineError, check_engine, file_filter, list_formats, list_models
 from .extent import bbox_argument, crs_argument, to_layer_crs
 from .layers import probability_layer, result_layer
-from .protocol import DEVICES, SegmentRequest
+from .protocol import DEFAULT_EXTENSION, DEVICES, THRESHOLD_RANGE, SegmentRequest
 from .task import SegmentTask
 
 WHOLE, MAP_EXTENT, DRAWN = "whole raster", "current map extent", "drawn rectangle"
-OUTPUT_FILTER = "GeoPackage (*.gpkg);;GeoJSON (*.geojson);;Shapefile (*.shp);;GeoParquet (*.parquet)"
 MESSAGE_S = 10  # seconds a success message stays in the message bar
 
 
@@ -115,10 +114,14 @@ class SegmentPanel(QDockWidget):
         self.device.addItems(DEVICES)
         form.addRow("Device", self.device)
         self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.05, 0.95)
+        low, high = THRESHOLD_RANGE
+        self.threshold.setDecimals(2)
+        self.threshold.setRange(0.0, high)  # 0: the special value, "the model's own" (0.5; SAM 3: 0.3)
+        self.threshold.setSpecialValueText("model's own")
         self.threshold.setSingleStep(0.05)
-        self.threshold.setValue(0.5)
-        self.threshold.setToolTip("probability that makes a pixel part of an object")
+        self.threshold.setValue(0.0)
+        self.threshold.setToolTip(f"probability ({low}–{high}) that makes a pixel part of an object (for models "
+                                  "that separate objects, SAM 3: that keeps an object); lowest: the model's own")
         form.addRow("Threshold", self.threshold)
         self.referent = QRadioButton("only what the expression refers to")
         self.candidates = QRadioButton("all candidates, ranked")
@@ -141,7 +144,7 @@ class SegmentPanel(QDockWidget):
         form.addRow("Area", area)
         self.output = QgsFileWidget()
         self.output.setStorageMode(QgsFileWidget.SaveFile)
-        self.output.setFilter(OUTPUT_FILTER)
+        self.output.setFilter(f"GeoPackage (*{DEFAULT_EXTENSION})")  # until the engine lists its formats
         self.output.lineEdit().setPlaceholderText("[temporary GeoPackage]")
         form.addRow("Output", self.output)
         self.with_probability = QCheckBox("also add the probability raster")
@@ -186,14 +189,20 @@ class SegmentPanel(QDockWidget):
         engine = self.checked_engine()
         if engine is None or self.models_task is not None:
             return
-        self.models_task = QgsTask.fromFunction("georefseg: models", lambda task: list_models(engine),
+        self.models_task = QgsTask.fromFunction("georefseg: models",
+                                                lambda task: (list_models(engine), list_formats(engine)),
                                                 on_finished=self._models_listed)
         QgsApplication.taskManager().addTask(self.models_task)
 
-    def _models_listed(self, exception, models=None) -> None:
+    def _models_listed(self, exception, listed=None) -> None:
         self.models_task = None
-        if self.closed or exception is not None or not models:
+        if self.closed or exception is not None or not listed:
             return  # the model box still takes a name or a path typed in
+        models, formats = listed
+        if formats:
+            self.output.setFilter(file_filter(formats))
+        if not models:
+            return
         current = self.model.currentText()
         self.model.blockSignals(True)
         self.model.clear()
@@ -250,6 +259,11 @@ class SegmentPanel(QDockWidget):
         return to_layer_crs(self.drawn[0], self.drawn[1], layer)
 
     # --- running ---------------------------------------------------------------------------
+    def threshold_value(self) -> float | None:
+        """The threshold asked for, within THRESHOLD_RANGE; None: the model's own."""
+        value = self.threshold.value()
+        return None if value < THRESHOLD_RANGE[0] else value
+
     def request(self) -> SegmentRequest:
         """The engine request the panel's fields describe.
 
@@ -267,9 +281,10 @@ class SegmentPanel(QDockWidget):
         expression = self.expression.currentText().strip()
         if not expression:
             raise ValueError("nothing to find: type an expression, e.g. the large storage tank near the river")
-        output = self.output.filePath().strip() or QgsProcessingUtils.generateTempFilename(f"{slug(expression)}.gpkg")
+        output = self.output.filePath().strip() or QgsProcessingUtils.generateTempFilename(
+            slug(expression) + DEFAULT_EXTENSION)
         if Path(output).suffix == "":
-            output += ".gpkg"
+            output += DEFAULT_EXTENSION
         bbox = self.area_in(layer)
         prob = None
         if self.with_probability.isChecked():
@@ -277,7 +292,8 @@ class SegmentPanel(QDockWidget):
         return SegmentRequest(
             scene=layer.source().split("|")[0], expression=expression, output=output,
             model=self.model.currentText().strip() or "tiny", checkpoint=self.checkpoint.filePath().strip() or None,
-            device=self.device.currentText(), threshold=self.threshold.value(), candidates=self.candidates.isChecked(),
+            device=self.device.currentText(), threshold=self.threshold_value(),
+            candidates=self.candidates.isChecked(),
             bbox=None if bbox is None else bbox_argument(bbox),
             bbox_crs=None if bbox is None else crs_argument(layer.crs()), prob=prob)
 
@@ -348,7 +364,7 @@ class SegmentPanel(QDockWidget):
         title = request.expression
         if request.prob:
             project.addMapLayer(probability_layer(request.prob, f"{title} (probability)"))
-        vector = result_layer(result["output"], request.layer, title)
+        vector = result_layer(result["output"], result.get("layer"), title)
         project.addMapLayer(vector)
         count, wall = result.get("feature_count", 0), result.get("wall_s")
         said = (result.get("grounding") or {}).get("message")

@@ -24,14 +24,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .engine import Engine, engine_environment
+from .engine import UPGRADE, Engine, engine_environment
 
-# The share of the progress bar each phase starts at; tiles fill the stretch from "infer" to
-# "vectorize", which is where nearly all the time goes.
-PHASE_PERCENT = {"started": 0, "load": 2, "open": 8, "infer": 10, "vectorize": 92, "ground": 95, "write": 97,
-                 "finished": 100}
-PHASE_TEXT = {"load": "loading the model", "open": "opening the scene", "infer": "segmenting tiles",
-              "vectorize": "tracing polygons", "ground": "choosing the referent", "write": "writing the output"}
+# The engine's protocol version this plugin reads (georefseg.protocol.PROTOCOL_VERSION): the
+# ``started`` event says which one the engine speaks. Phase names and their share of the bar come
+# in the events themselves (``text``, ``progress``), so nothing here depends on them.
+PROTOCOL_VERSION = 1
+# The probabilities --threshold takes (georefseg.options.THRESHOLD_RANGE): the panel's and
+# Processing's bounds.
+THRESHOLD_RANGE = (0.01, 0.99)
+DEFAULT_EXTENSION = ".gpkg"  # a temporary output's: the engine's first format, GeoPackage
 DEVICES = ("auto", "cpu", "cuda", "mps")  # the --device choices offered in the panel and Processing
 GRACE_S = 20.0  # after SIGTERM the engine unwinds (removing its temporary files) before it is killed
 
@@ -65,13 +67,14 @@ class SegmentRequest:
     expression : str
         What to find.
     output : str
-        Polygon output (.gpkg, .geojson, .shp or .parquet).
+        Polygon output, in a format ``georefseg formats`` lists.
     layer : str, optional
         Layer name inside a GeoPackage output (default: the file's stem).
     model, checkpoint, device : str
         As ``--model``, ``--checkpoint``, ``--device``.
-    threshold : float
-        Pixel probability that makes a pixel part of an object (0–1).
+    threshold : float, optional
+        Probability that makes a pixel part of an object (for models that separate objects,
+        that keeps an object), within :data:`THRESHOLD_RANGE`; ``None``: the model's own.
     min_area_m2 : float, optional
         Smallest object kept, m² (default: the model's smallest object).
     candidates : bool
@@ -93,7 +96,7 @@ class SegmentRequest:
     model: str = "tiny"
     checkpoint: str | None = None
     device: str = "auto"
-    threshold: float = 0.5
+    threshold: float | None = None
     min_area_m2: float | None = None
     candidates: bool = False
     bbox: tuple[float, float, float, float] | None = None
@@ -104,8 +107,9 @@ class SegmentRequest:
     def arguments(self) -> list[str]:
         """The command line after the executable."""
         args = ["segment", "--json", "--progress", "json", "-o", self.output, "--model", self.model,
-                "--device", self.device, "--threshold", repr(float(self.threshold))]
+                "--device", self.device]
         optional = {"--layer": self.layer, "--checkpoint": self.checkpoint, "--prob": self.prob,
+                    "--threshold": None if self.threshold is None else repr(float(self.threshold)),
                     "--bbox-crs": self.bbox_crs if self.bbox else None,
                     "--min-area": None if self.min_area_m2 is None else repr(float(self.min_area_m2)),
                     "--bbox": None if self.bbox is None else ",".join(repr(float(v)) for v in self.bbox)}
@@ -120,19 +124,27 @@ class SegmentRequest:
 
 
 def describe(event: dict) -> tuple[float | None, str | None]:
-    """What an engine event means for a progress bar: (percent, phase text); None where the
-    event changes neither."""
-    kind = event.get("event")
-    if kind == "tiles" and event.get("total"):
-        lo, hi = PHASE_PERCENT["infer"], PHASE_PERCENT["vectorize"]
-        done, total = event["done"], event["total"]
-        return lo + (hi - lo) * done / total, f"{PHASE_TEXT['infer']}: {done}/{total}"
-    if kind == "phase":
-        phase = event.get("phase")
-        return PHASE_PERCENT.get(phase), PHASE_TEXT.get(phase, phase)
-    if kind in ("started", "finished"):
-        return PHASE_PERCENT[kind], None
-    return None, None
+    """What an engine event means for a progress bar: (percent, text for a person); None where
+    the event changes neither. Both come in the event (``progress`` 0–1, ``text``)."""
+    progress = event.get("progress")
+    percent = None if not isinstance(progress, (int, float)) else round(100 * float(progress), 2)
+    text = event.get("text") if event.get("event") in ("phase", "tiles") else None
+    return percent, text
+
+
+def check_protocol(event: dict) -> None:
+    """Refuse an engine whose ``started`` event speaks another protocol version than this plugin's.
+
+    Raises
+    ------
+    EngineRunError
+        The versions differ; the message says which and how to make them match.
+    """
+    spoken = event.get("protocol")
+    if spoken != PROTOCOL_VERSION:
+        raise EngineRunError(f"error: the georefseg engine speaks protocol {spoken or 'unknown'}, this plugin reads "
+                             f"protocol {PROTOCOL_VERSION}: install matching versions ({UPGRADE}, and update the "
+                             "plugin)", 2)
 
 
 def _popen(command: list[str]) -> subprocess.Popen:
@@ -225,9 +237,13 @@ def run_segment(engine: Engine, request: SegmentRequest, on_event: Callable[[dic
             event = _event(line)
             if event is None:
                 other.append(line.strip())
-            elif event.get("event") == "error":
+                continue
+            if event.get("event") == "error":
                 error = event
-            elif on_event is not None:
+                continue
+            if event.get("event") == "started":
+                check_protocol(event)  # an exception here stops the engine (below)
+            if on_event is not None:
                 on_event(event)
         process.wait()
     finally:

@@ -106,3 +106,9 @@ def wait_for(condition, timeout_s: float = 180.0) -> None:
             raise TimeoutError("timed out waiting")
         APP.processEvents()
         time.sleep(0.02)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test here runs in real QGIS: marked ``qgis``, so a run can pick them (-m qgis) or leave them."""
+    for item in items:
+        item.add_marker(pytest.mark.qgis)

@@ -65,6 +65,7 @@ def qgis_environment(config: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_installed_from_the_zip_qgis_process_runs_it_headless(plugin_zip, scene, engine_path, cli_result, tmp_path):
     config = tmp_path / "config"  # a fresh profile folder: nothing installed, nothing set
     ini = install(plugin_zip, config)
@@ -135,6 +136,7 @@ QTimer.singleShot(2000, check)
 """
 
 
+@pytest.mark.slow
 def test_qgis_desktop_loads_it_with_its_real_iface(plugin_zip, engine_path, tmp_path):
     """Real QGIS (the desktop program, on a virtual X display) loads the installed plugin through
     classFactory with its own iface: menu, toolbar button, dock panel and Processing provider."""

@@ -9,7 +9,14 @@ import time
 
 import pytest
 from georefseg_qgis.engine import check_engine, engine_environment
-from georefseg_qgis.protocol import EngineRunError, SegmentRequest, describe, run_segment, stop_process_tree
+from georefseg_qgis.protocol import (
+    PROTOCOL_VERSION,
+    EngineRunError,
+    SegmentRequest,
+    describe,
+    run_segment,
+    stop_process_tree,
+)
 
 
 def test_arguments_put_the_scene_and_expression_after_the_options():
@@ -25,11 +32,30 @@ def test_arguments_put_the_scene_and_expression_after_the_options():
     assert "--bbox-crs" not in SegmentRequest("s", "e", "o", bbox_crs="EPSG:4326").arguments()
 
 
-def test_describe_maps_phases_and_tiles_onto_one_bar():
-    assert describe({"event": "phase", "phase": "load"}) == (2, "loading the model")
-    assert describe({"event": "tiles", "done": 3, "total": 6}) == (51.0, "segmenting tiles: 3/6")
-    assert describe({"event": "finished"}) == (100, None)
-    assert describe({"event": "reading"}) == (None, None)
+def test_the_bar_follows_what_the_engine_says(engine_path, tmp_path, scene):
+    """Percent and text come from the engine's own events: no phase is known here by name."""
+    events = []
+    run_segment(check_engine(engine_path), SegmentRequest(str(scene), "the tank", str(tmp_path / "o.gpkg")),
+                on_event=events.append)
+    shown = [describe(e) for e in events]
+    percents = [p for p, _ in shown if p is not None]
+    assert events[0]["event"] == "started" and events[0]["protocol"] == PROTOCOL_VERSION
+    assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
+    texts = [t for _, t in shown if t]
+    assert texts[0] == "loading the model" and any(t.endswith(": 1/1") for t in texts)  # one tile
+    assert describe({"event": "reading", "text": "tank"}) == (None, None)
+
+
+def test_an_engine_speaking_another_protocol_is_refused_and_stopped(tmp_path):
+    engine = tmp_path / "georefseg"
+    engine.write_text("#!/bin/sh\n[ \"$1\" = --version ] && { echo georefseg 9.0.0; exit 0; }\n"
+                      "echo '{\"event\": \"started\", \"protocol\": 99}' >&2\nexec sleep 60\n")
+    engine.chmod(0o755)
+    pids = []
+    with pytest.raises(EngineRunError, match="speaks protocol 99, this plugin reads protocol 1: install matching"):
+        run_segment(check_engine(str(engine)), SegmentRequest("s.tif", "the tank", str(tmp_path / "o.gpkg")),
+                    on_start=pids.append)
+    assert not alive(pids[0])  # stopped, not left running
 
 
 def test_a_mistake_comes_back_as_the_engines_line_and_code(engine_path, tmp_path):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from georefseg.models.interaction import CIM, VariousReceptive
 from georefseg.models.layers import PWAM
-from georefseg.models.swin import (
+from georefseg.models.rmsin.interaction import CIM, VariousReceptive
+from georefseg.models.rmsin.swin import (
     PatchEmbed,
     PatchMerging,
     SwinTransformerBlock,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "rmsin"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "rmsin"
 EXPRESSION = "the white storage tank to the left of the large building near the river"
 STRIDE = 8  # reference logits are kept at every 8th pixel of the 480×480 output
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)[:, None, None]

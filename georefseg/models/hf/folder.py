@@ -54,3 +54,38 @@ def find_folder(path: Path, kind: str, needs: dict[str, tuple[str, ...]]) -> Pat
                          "Download the whole model folder once on a connected machine (see the README, "
                          "\"Real imagery\")")
     return folder
+
+
+PROCESSOR_CONFIGS = ("preprocessor_config.json", "processor_config.json")
+
+
+def processor_config(folder: Path | None) -> dict:
+    """The image processor's settings in a model folder: ``preprocessor_config.json`` or
+    ``processor_config.json`` (whose ``image_processor`` part is taken where it nests one);
+    {} when the folder has neither."""
+    for name in PROCESSOR_CONFIGS:
+        path = None if folder is None else folder / name
+        if path is not None and path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except ValueError as exc:
+                raise ModelError(f"{path} is not valid JSON ({exc}): download the model folder again") from exc
+            return data.get("image_processor", data)
+    return {}
+
+
+def input_size(settings: dict, default: int) -> int:
+    """The square side in pixels an image processor resizes to (its ``size``: a number, or a dict
+    with ``height``, ``shortest_edge`` or ``longest_edge``)."""
+    size = settings.get("size", default)
+    if isinstance(size, dict):
+        return int(size.get("height", size.get("shortest_edge", size.get("longest_edge", default))))
+    return int(size)
+
+
+def vision_patch_size(folder: Path | None, default: int) -> int:
+    """``vision_config.patch_size`` of the folder's ``config.json`` (``default`` when absent)."""
+    try:
+        return int(json.loads((folder / "config.json").read_text())["vision_config"]["patch_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default

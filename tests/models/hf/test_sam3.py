@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +16,6 @@ import rasterio
 import torch
 import torch.nn.functional as F
 from affine import Affine
-from fixtures import clip_tokenizer, write_scene
 from shapely.geometry import box
 from transformers import Sam3Config, Sam3Model
 
@@ -23,8 +23,9 @@ from georefseg.api import Segmenter, SegmentOptions
 from georefseg.errors import ModelError
 from georefseg.models import list_models, load_model
 from georefseg.models.base import TextBatch
-from georefseg.models.registry import resolve, tiling_defaults
-from georefseg.models.sam3 import SAM3Segmenter
+from georefseg.models.hf.sam3 import SAM3Segmenter
+from georefseg.models.registry import read_card, resolve
+from tests.fixtures import clip_tokenizer, write_scene
 
 INPUT_PX = 112  # the processor's resize (1008 for the published weights)
 QUERIES = 10
@@ -67,7 +68,7 @@ def sam3_dir(tmp_path_factory) -> Path:
 def test_loads_offline_and_is_recognised_from_its_config(sam3_dir, tmp_path, offline):
     model = load_model("sam3", checkpoint=sam3_dir, device="cpu")
     assert isinstance(model, SAM3Segmenter) and model.tile_size == INPUT_PX and model.min_overlap == INPUT_PX // 4
-    assert resolve(sam3_dir)[0].name == "sam3" and tiling_defaults("sam3", sam3_dir) == (INPUT_PX, INPUT_PX // 4)
+    assert resolve(sam3_dir)[0].name == "sam3" and read_card("sam3", sam3_dir).tiling == (INPUT_PX, INPUT_PX // 4)
     snapshot = tmp_path / "models--facebook--sam3" / "snapshots" / "0123abc"
     shutil.copytree(sam3_dir, snapshot)
     assert resolve("sam3", snapshot.parents[1]) == (resolve("sam3", snapshot)[0], snapshot)
@@ -93,18 +94,19 @@ def test_a_tile_gives_what_the_model_and_its_post_processing_give(sam3_dir, offl
             out = net(pixel_values=pixel_values, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         reference.append((out.pred_logits.sigmoid() * out.presence_logits.sigmoid(),
                           F.interpolate(out.pred_masks.sigmoid(), size=(96, 80), mode="bilinear", align_corners=False)))
-    model.threshold = float(torch.cat([s.flatten() for s, _ in reference]).median())  # keep some, drop some
+    threshold = float(torch.cat([s.flatten() for s, _ in reference]).median())  # keep some, drop some
+    model.card = replace(model.card, threshold=threshold)  # the default cut-off comes from the card
     with torch.inference_mode():
         pred = model.predict(tiles, model.encode_text(phrases))
     kept = 0
     for k, (scores, masks) in enumerate(reference):
         for b in range(2):
-            keep = scores[b] > model.threshold
+            keep = scores[b] > threshold
             ours = pred.instances[b][k]
             assert torch.allclose(ours.scores, scores[b][keep], atol=1e-5)
             assert torch.equal(ours.masks, masks[b][keep] > 0.5)
             kept += int(keep.sum())
-        dense = (masks * (scores * (scores > model.threshold))[:, :, None, None]).amax(1).clamp(1e-6, 1 - 1e-6)
+        dense = (masks * (scores * (scores > threshold))[:, :, None, None]).amax(1).clamp(1e-6, 1 - 1e-6)
         assert torch.allclose(torch.sigmoid(pred.logits[:, k]), dense, atol=1e-5)
         with torch.inference_mode():
             alone = model.segment(tiles, model.encode_text([phrases[k]] * 2)).logits
@@ -114,7 +116,8 @@ def test_a_tile_gives_what_the_model_and_its_post_processing_give(sam3_dir, offl
 
 def test_segment_writes_each_instance_once_in_the_scene_crs(sam3_dir, tmp_path, offline):
     model = load_model("sam3", checkpoint=sam3_dir, device="cpu")
-    model.threshold = 0.0  # every query an instance: the plumbing, not the (random) model, is tested
+    model.card = replace(model.card, threshold=0.0)  # every query an instance: the plumbing, not the (random)
+    # model, is tested
     img = np.random.default_rng(2).integers(0, 256, (3, 150, 200)).astype(np.uint8)
     transform = Affine(0.5, 0, 740000, 0, -0.5, 3740000)
     scene = write_scene(tmp_path / "utm.tif", img, "EPSG:32616", transform)
@@ -191,7 +194,7 @@ def test_known_instances_come_out_once_each_where_they_are(sam3_dir, tmp_path, o
     post-processing and the engine: three polygons, exactly where the roofs are, in the CRS."""
     real = load_model("sam3", checkpoint=sam3_dir, device="cpu")
     model = SAM3Segmenter(KnownSam3(), real.tokenizer, {"size": INPUT_PX, "rescale_factor": 1 / 255,
-                                                        "image_mean": [0.5] * 3, "image_std": [0.5] * 3})
+                                                        "image_mean": [0.5] * 3, "image_std": [0.5] * 3}, real.card)
     model.encode_text = lambda texts: TextBatch(torch.zeros(len(texts), 2, dtype=torch.long),
                                                 torch.ones(len(texts), 2, dtype=torch.long),
                                                 torch.zeros(len(texts), 2, 4))

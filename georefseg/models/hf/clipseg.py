@@ -15,7 +15,6 @@ per run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,28 +23,24 @@ import torch.nn.functional as F
 
 from georefseg.errors import ModelError
 from georefseg.models.base import Backend, ReferringSegmenter, SegOutput, TextBatch
-from georefseg.models.hf_folder import find_folder
+from georefseg.models.card import ModelCard
+from georefseg.models.hf.folder import PROCESSOR_CONFIGS, find_folder, input_size, processor_config, vision_patch_size
 from georefseg.models.text import offline
 
 KIND = "clipseg"
-NEEDS = {"the tokenizer": ("tokenizer.json", "vocab.json"),
-         "the image processor config": ("preprocessor_config.json", "processor_config.json")}
+NEEDS = {"the tokenizer": ("tokenizer.json", "vocab.json"), "the image processor config": PROCESSOR_CONFIGS}
 PATCH = 16  # the published weights' ViT-B/16 patches: the decoder's grid
+INPUT_PX = 352  # the published processor's input side
 
 
 class CLIPSegSegmenter(ReferringSegmenter):
     """A CLIPSeg model and its processor, run tile by tile (see the module docstring)."""
 
     name = KIND
-    output_stride = PATCH
 
-    def __init__(self, model, processor):
+    def __init__(self, model, processor, card: ModelCard):
         super().__init__()
-        self.net, self.processor = model, processor
-        size = processor.image_processor.size
-        self.input_px = int(size.get("height", size.get("shortest_edge", 352)))
-        self.output_stride = int(model.config.vision_config.patch_size)
-        self.tile_size, self.min_overlap = self.input_px, self.input_px // 4  # global attention: wide context
+        self.net, self.processor, self.card = model, processor, card
 
     def encode_text(self, texts: list[str]) -> TextBatch:
         """Token ids and CLIP's text embedding (B×1×D), computed here once per run: the engine
@@ -91,9 +86,16 @@ def find_weights(path: Path) -> Path | None:
     return find_folder(path, KIND, NEEDS)
 
 
-def load_folder(path: Path | None) -> CLIPSegSegmenter:
+def read_card(path: Path | None) -> ModelCard:
+    """(tile, overlap) from the processor's input size, a quarter of it overlapping (global
+    attention: wide context); the output stride is the vision tower's patch."""
+    size = input_size(processor_config(path), INPUT_PX)
+    return ModelCard(KIND, path, size, size // 4, vision_patch_size(path, PATCH))
+
+
+def build(card: ModelCard) -> CLIPSegSegmenter:
     """CLIPSeg from a local folder, offline."""
-    if path is None:
+    if card.weights is None:
         raise ModelError("clipseg needs {param} DIR: a local folder with the model's Hugging Face files "
                          "(download CIDAS/clipseg-rd64-refined once; see the README, \"Real imagery\")",
                          param="checkpoint")
@@ -101,22 +103,9 @@ def load_folder(path: Path | None) -> CLIPSegSegmenter:
     # transformers' CLIPSeg classes import in seconds: only when this backend is used.
     from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-    model = CLIPSegForImageSegmentation.from_pretrained(str(path), local_files_only=True).eval()
-    processor = CLIPSegProcessor.from_pretrained(str(path), local_files_only=True)
-    return CLIPSegSegmenter(model, processor)
-
-
-def tiling(path: Path | None) -> tuple[int, int]:
-    """(tile, overlap) in pixels: the processor's input size, a quarter of it overlapping."""
-    size = 352
-    for name in ("preprocessor_config.json", "processor_config.json"):
-        config = None if path is None else path / name
-        if config is not None and config.is_file():
-            data = json.loads(config.read_text())
-            s = data.get("image_processor", data).get("size", {})
-            size = int(s.get("height", s.get("shortest_edge", size))) if isinstance(s, dict) else int(s)
-            break
-    return size, size // 4
+    model = CLIPSegForImageSegmentation.from_pretrained(str(card.weights), local_files_only=True).eval()
+    processor = CLIPSegProcessor.from_pretrained(str(card.weights), local_files_only=True)
+    return CLIPSegSegmenter(model, processor, card)
 
 
 BACKEND = Backend(
@@ -125,4 +114,4 @@ BACKEND = Backend(
             "small enough for a laptop CPU",
     needs="--checkpoint DIR: a local Hugging Face folder of CIDAS/clipseg-rd64-refined (config.json, "
           "model.safetensors, tokenizer, preprocessor_config.json)",
-    find=find_weights, load=load_folder, tiling=tiling, output_stride=PATCH)
+    find=find_weights, card=read_card, build=build)

@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rmsin_reference import ASSETS, deterministic_state, normalise, sample_logits, weight_checksum
 
 from georefseg.errors import ModelError
 from georefseg.models import load_model
-from georefseg.models.rmsin import (
+from georefseg.models.rmsin.checkpoint import read_pth
+from georefseg.models.rmsin.model import (
     RMSIN,
     RMSINConfig,
     load_rmsin,
     save_rmsin_safetensors,
     tokenize_rmsin,
 )
-from georefseg.models.rmsin_checkpoint import read_pth
+from tests.models.rmsin.rmsin_reference import ASSETS, deterministic_state, normalise, sample_logits, weight_checksum
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +224,7 @@ def test_missing_bert_is_a_clear_error(tmp_path):
         load_rmsin(path)
 
 
+@pytest.mark.slow
 def test_bert_from_local_folder(tiny, tmp_path):
     model, _ = split_bert(tiny.state_dict())
     path = tmp_path / "no_bert.pth"
@@ -236,6 +237,7 @@ def test_bert_from_local_folder(tiny, tmp_path):
         load_rmsin(path, bert_dir=tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_safetensors_round_trip_gives_identical_logits(tiny, tiny_logits, inputs, tmp_path):
     path = tmp_path / "rmsin_tiny.safetensors"
     save_rmsin_safetensors(tiny, path)
@@ -266,6 +268,7 @@ def test_config_follows_authors_rules():
         RMSINConfig.from_args(train_args(mha="4-x"))
 
 
+@pytest.mark.slow
 def test_bert_pooler_keys_are_ignored(tiny, inputs, tmp_path):
     """The authors' test script loads bert_model strictly with BERT's pooler; RMSIN never uses
     the pooled output, so a file with pooler keys loads and gives the same logits."""
@@ -279,6 +282,7 @@ def test_bert_pooler_keys_are_ignored(tiny, inputs, tmp_path):
         assert torch.equal(a(*inputs), b(*inputs))
 
 
+@pytest.mark.slow
 def test_authors_output_folder_is_recognised(tiny, tmp_path):
     run = tmp_path / "checkpoints"  # train.py's --output_dir
     run.mkdir()
@@ -290,6 +294,7 @@ def test_authors_output_folder_is_recognised(tiny, tmp_path):
     assert all(torch.equal(v, by_name.state_dict()[k]) for k, v in by_folder.state_dict().items())
 
 
+@pytest.mark.slow
 def test_segment_sample_scene_with_authors_checkpoint(tiny, tmp_path, capsys):
     """`georefseg segment --model rmsin --checkpoint` on a 600 × 600 px cut of the README's scene,
     from a checkpoint written in the authors' layout (--model lavt_one: BERT inside 'model')."""
@@ -301,7 +306,7 @@ def test_segment_sample_scene_with_authors_checkpoint(tiny, tmp_path, capsys):
 
     ckpt = tmp_path / "model_best_rrsisd.pth"
     save_authors_checkpoint(ckpt, tiny.state_dict(), None, tiny_train_args())
-    sample = Path(__file__).resolve().parents[2] / "sample_data" / "scene.tif"
+    sample = Path(__file__).resolve().parents[3] / "sample_data" / "scene.tif"
     scene = tmp_path / "cut.tif"
     with rasterio.open(sample) as src:
         window = Window(200, 300, 600, 600)

@@ -19,7 +19,6 @@ encoder runs once per tile for all phrases, the text encoder once per run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -27,49 +26,40 @@ import torch.nn.functional as F
 
 from georefseg.errors import ModelError
 from georefseg.models.base import Backend, Instances, Prediction, ReferringSegmenter, SegOutput, TextBatch
-from georefseg.models.hf_folder import find_folder
+from georefseg.models.card import ModelCard
+from georefseg.models.hf.folder import PROCESSOR_CONFIGS, find_folder, input_size, processor_config
 from georefseg.models.text import offline
 
 KIND = "sam3"
-NEEDS = {"the tokenizer": ("tokenizer.json", "vocab.json"),
-         "the processor config": ("processor_config.json", "preprocessor_config.json")}
+NEEDS = {"the tokenizer": ("tokenizer.json", "vocab.json"), "the processor config": PROCESSOR_CONFIGS}
+INPUT_PX = 1008  # the published processor's input side
 THRESHOLD = 0.3  # transformers' default instance score cut-off for SAM 3
 OUTPUT_STRIDE = 4  # masks come from the FPN's finest level: ~4 input pixels per cell
 
 
 def processor_settings(folder: Path | None) -> dict:
     """Resize, rescale and normalisation of the processor config (published defaults else)."""
-    settings = {"size": 1008, "rescale_factor": 1 / 255, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
-    for name in NEEDS["the processor config"]:
-        path = None if folder is None else folder / name
-        if path is not None and path.is_file():
-            data = json.loads(path.read_text())
-            data = data.get("image_processor", data)
-            size = data.get("size", settings["size"])
-            settings.update({k: data[k] for k in ("rescale_factor", "image_mean", "image_std") if k in data})
-            settings["size"] = int(size.get("height", size.get("longest_edge", 1008))) if isinstance(size, dict) \
-                else int(size)
-            break
-    return settings
+    data = processor_config(folder)
+    settings = {"rescale_factor": 1 / 255, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+    settings.update({k: data[k] for k in settings if k in data})
+    return {**settings, "size": input_size(data, INPUT_PX)}
 
 
 class SAM3Segmenter(ReferringSegmenter):
     """A SAM 3 model and its tokenizer, run tile by tile (see the module docstring)."""
 
     name = KIND
-    output_stride = OUTPUT_STRIDE
 
-    def __init__(self, model, tokenizer, settings: dict, threshold: float = THRESHOLD):
+    def __init__(self, model, tokenizer, settings: dict, card: ModelCard):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         super().__init__()
         self._text_output = BaseModelOutputWithPooling  # how the network takes precomputed text features
-        self.net, self.tokenizer, self.threshold = model, tokenizer, threshold
+        self.net, self.tokenizer, self.card = model, tokenizer, card
         self.input_px = settings["size"]
         self.rescale = float(settings["rescale_factor"])
         self.register_buffer("mean", torch.tensor(settings["image_mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(settings["image_std"]).view(1, 3, 1, 1), persistent=False)
-        self.tile_size, self.min_overlap = self.input_px, self.input_px // 4
 
     def encode_text(self, texts: list[str]) -> TextBatch:
         """Token ids and the text encoder's projected features (B×N×D), once per run."""
@@ -87,14 +77,15 @@ class SAM3Segmenter(ReferringSegmenter):
                           antialias=True)
         return (x * self.rescale - self.mean) / self.std
 
-    def _instances(self, vision, text: TextBatch, size: tuple[int, int]) -> tuple[list[Instances], torch.Tensor]:
+    def _instances(self, vision, text: TextBatch, size: tuple[int, int],
+                   threshold: float) -> tuple[list[Instances], torch.Tensor]:
         out = self.net(vision_embeds=vision, text_embeds=self._text_output(pooler_output=text.features),
                        attention_mask=text.attention_mask.to(self.device))
         scores = out.pred_logits.sigmoid()
         if out.presence_logits is not None:
             scores = scores * out.presence_logits.sigmoid()
         masks = F.interpolate(out.pred_masks.float().sigmoid(), size=size, mode="bilinear", align_corners=False)
-        keep = scores > self.threshold
+        keep = scores > threshold
         found = [Instances(masks[b][keep[b]] > 0.5, scores[b][keep[b]]) for b in range(len(scores))]
         # The per-pixel map: the best instance at each pixel, its score times its mask probability.
         dense = (masks * (scores * keep)[:, :, None, None]).amax(dim=1, keepdim=True) if masks.shape[1] else \
@@ -102,13 +93,15 @@ class SAM3Segmenter(ReferringSegmenter):
         p = dense.clamp(1e-6, 1 - 1e-6)
         return found, torch.log(p) - torch.log1p(-p)
 
-    def predict(self, images: torch.Tensor, phrases: TextBatch) -> Prediction:
-        """Instances and per-pixel log-odds of every phrase; the image encoder once per tile."""
+    def predict(self, images: torch.Tensor, phrases: TextBatch, threshold: float | None = None) -> Prediction:
+        """Instances whose score exceeds ``threshold`` (default: the card's, transformers' 0.3) and
+        per-pixel log-odds of every phrase; the image encoder once per tile."""
+        threshold = self.card.threshold if threshold is None else threshold
         vision = self.net.get_vision_features(pixel_values=self.pixel_values(images))
         logits, per_phrase = [], []
         for k in range(len(phrases)):
             found, dense = self._instances(vision, phrases.select(slice(k, k + 1)).repeat_to(len(images)),
-                                           images.shape[-2:])
+                                           images.shape[-2:], threshold)
             per_phrase.append(found)
             logits.append(dense)
         return Prediction(torch.cat(logits, dim=1), [list(row) for row in zip(*per_phrase, strict=True)])
@@ -118,13 +111,13 @@ class SAM3Segmenter(ReferringSegmenter):
 
     def segment(self, images: torch.Tensor, text: TextBatch) -> SegOutput:
         vision = self.net.get_vision_features(pixel_values=self.pixel_values(images))
-        return SegOutput(self._instances(vision, text, images.shape[-2:])[1])
+        return SegOutput(self._instances(vision, text, images.shape[-2:], self.card.threshold)[1])
 
 
-def tiling(path: Path | None) -> tuple[int, int]:
-    """(tile, overlap) in pixels: the processor's input size, a quarter of it overlapping."""
+def read_card(path: Path | None) -> ModelCard:
+    """(tile, overlap) from the processor's input size, a quarter of it overlapping; instances kept."""
     size = processor_settings(path)["size"]
-    return size, size // 4
+    return ModelCard(KIND, path, size, size // 4, OUTPUT_STRIDE, threshold=THRESHOLD, instances=True)
 
 
 def find_weights(path: Path) -> Path | None:
@@ -132,8 +125,9 @@ def find_weights(path: Path) -> Path | None:
     return find_folder(path, KIND, NEEDS)
 
 
-def load_folder(path: Path | None) -> SAM3Segmenter:
+def build(card: ModelCard) -> SAM3Segmenter:
     """SAM 3 from a local folder, offline."""
+    path = card.weights
     if path is None:
         raise ModelError("sam3 needs {param} DIR: a local folder with the model's Hugging Face files "
                          "(download facebook/sam3 once; see the README, \"Real imagery\")", param="checkpoint")
@@ -143,7 +137,7 @@ def load_folder(path: Path | None) -> SAM3Segmenter:
 
     model = Sam3Model.from_pretrained(str(path), local_files_only=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    return SAM3Segmenter(model, tokenizer, processor_settings(path))
+    return SAM3Segmenter(model, tokenizer, processor_settings(path), card)
 
 
 BACKEND = Backend(
@@ -152,6 +146,4 @@ BACKEND = Backend(
             "out, with scores and a presence score",
     needs="--checkpoint DIR: a local Hugging Face folder of facebook/sam3 (config.json, model.safetensors, "
           "tokenizer, processor_config.json)",
-    find=find_weights, load=load_folder,
-    tiling=tiling,
-    output_stride=OUTPUT_STRIDE)
+    find=find_weights, card=read_card, build=build)

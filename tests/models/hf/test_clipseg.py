@@ -13,14 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from affine import Affine
-from fixtures import clip_tokenizer, write_scene
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessorPil
 
 from georefseg.api import segment
 from georefseg.errors import ModelError
 from georefseg.models import list_models, load_model
-from georefseg.models.clipseg import CLIPSegSegmenter
-from georefseg.models.registry import resolve, tiling_defaults
+from georefseg.models.hf.clipseg import CLIPSegSegmenter
+from georefseg.models.registry import read_card, resolve
+from tests.fixtures import clip_tokenizer, write_scene
 
 INPUT_PX = 64  # the processor's resize (352 for the published weights)
 
@@ -68,7 +68,7 @@ def test_loads_offline_from_a_folder_or_a_hub_snapshot(clipseg_dir, tmp_path, of
     shutil.copytree(clipseg_dir, snapshot)
     backend, folder = resolve("clipseg", snapshot.parents[1])
     assert backend.name == "clipseg" and folder == snapshot
-    assert tiling_defaults("clipseg", clipseg_dir) == (INPUT_PX, INPUT_PX // 4)
+    assert read_card("clipseg", clipseg_dir).tiling == (INPUT_PX, INPUT_PX // 4)
     assert "clipseg" in [m["name"] for m in list_models()]
     assert model.min_object_px == (2 * 16) ** 2  # two decoder cells across
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from georefseg.atomic import atomic_path
 from georefseg.errors import ModelError
 from georefseg.models.base import META_CONFIG, META_MODEL, safetensors_metadata
 
@@ -146,11 +147,9 @@ def write_safetensors(state: dict[str, torch.Tensor], config: dict[str, Any],
     """Write ``state`` and ``config`` in the layout :func:`read_safetensors` reads."""
     from safetensors.torch import save_file
 
-    path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    tmp = path.with_name(path.name + ".part")
-    save_file(tensors, str(tmp), metadata={META_MODEL: "rmsin", META_CONFIG: json.dumps(config)})
-    tmp.replace(path)  # never leave a half-written file under the final name
+    with atomic_path(path) as part:
+        save_file(tensors, str(part), metadata={META_MODEL: "rmsin", META_CONFIG: json.dumps(config)})
 
 
 def _looks_like_rmsin(keys) -> bool:

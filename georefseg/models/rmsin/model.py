@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from georefseg.calibration import Calibration
 from georefseg.errors import ModelError
 from georefseg.models.base import Backend, ReferringSegmenter, SegOutput, TextBatch, load_state_strict
-from georefseg.models.rmsin_backbone import WORD_DIM, MultiModalSwinTransformer
-from georefseg.models.rmsin_checkpoint import TEXT_PREFIX, find_weights, read_rmsin_file, write_safetensors
-from georefseg.models.rmsin_decoder import SimpleDecoding
+from georefseg.models.card import ModelCard
+from georefseg.models.rmsin.backbone import WORD_DIM, MultiModalSwinTransformer
+from georefseg.models.rmsin.checkpoint import TEXT_PREFIX, find_weights, read_rmsin_file, write_safetensors
+from georefseg.models.rmsin.decoder import SimpleDecoding
 from georefseg.models.text import MAX_TOKENS, tokenize
 
 if TYPE_CHECKING:
@@ -36,6 +38,8 @@ SWIN_VARIANTS: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] = {
     "large": (192, (2, 2, 18, 2), (6, 12, 24, 48)),
 }
 IMAGE_SIZE = 480  # the cross-scale attention's parameter shapes fix the input to 480×480
+MIN_OVERLAP = 96  # context is global (CIM, instance norm); three stride-32 cells each side
+OUTPUT_STRIDE = 4  # the decoder predicts at 1/4 of the input, then upsamples
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # bert-base-uncased, written out so that nothing is fetched from a model hub.
@@ -134,13 +138,11 @@ class RMSIN(ReferringSegmenter):
     """RMSIN with its BERT text encoder; ``forward`` is the authors' ``LAVTOne.forward``."""
 
     name = "rmsin"
-    output_stride = 4  # the decoder predicts at 1/4 of the input, then upsamples
-    tile_size = IMAGE_SIZE
-    min_overlap = 96  # context is global (CIM, instance norm); three stride-32 cells each side
 
-    def __init__(self, config: RMSINConfig | None = None):
+    def __init__(self, config: RMSINConfig | None = None, card: ModelCard | None = None):
         super().__init__()
         self.config = config = config or RMSINConfig()
+        self.card = card or read_card(None)
         embed, depths, heads = SWIN_VARIANTS[config.swin_type]
         self.backbone = MultiModalSwinTransformer(
             embed, list(depths), list(heads), config.window_size, list(config.mha),
@@ -185,7 +187,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                          antialias=True)
 
 
-def load_rmsin(checkpoint: str | Path, bert_dir: str | Path | None = None) -> RMSIN:
+def load_rmsin(checkpoint: str | Path, bert_dir: str | Path | None = None, card: ModelCard | None = None) -> RMSIN:
     """An RMSIN in eval mode from the authors' ``.pth`` or a georefseg ``.safetensors`` file.
 
     Every tensor must fit (strict names and shapes) or a ModelError lists what does not.
@@ -203,7 +205,7 @@ def load_rmsin(checkpoint: str | Path, bert_dir: str | Path | None = None) -> RM
                              "BERT-base model it was trained with")
         state = {**state, **{TEXT_PREFIX + k: v for k, v in bert_weights(bert_dir).items()}}
         source = f"{checkpoint} with the BERT of {bert_dir}"
-    model = RMSIN(config)
+    model = RMSIN(config, card or read_card(Path(checkpoint)))
     load_state_strict(model, state, source)
     return model.eval()
 
@@ -213,16 +215,20 @@ def save_rmsin_safetensors(model: RMSIN, path: str | Path) -> None:
     write_safetensors(model.state_dict(), model.config.to_dict(), path)
 
 
-def _load(path: Path | None) -> RMSIN:
-    if path is None:
+def read_card(path: Path | None) -> ModelCard:
+    """RMSIN's card: its architecture fixes the input to 480 px whatever the weights."""
+    return ModelCard("rmsin", path, IMAGE_SIZE, MIN_OVERLAP, OUTPUT_STRIDE, calibration=Calibration.beside(path))
+
+
+def build(card: ModelCard) -> RMSIN:
+    if card.weights is None:
         raise ModelError("the rmsin model needs weights: pass {param}, a .pth written by the RMSIN authors' "
                          "train.py (or the folder it wrote), or its .safetensors conversion", param="checkpoint")
-    return load_rmsin(path)
+    return load_rmsin(card.weights, card=card)
 
 
 BACKEND = Backend(
     name="rmsin",
     summary="RMSIN (CVPR 2024): multi-modal Swin-B + BERT-base, 480×480 input",
     needs="weights: a .pth written by the authors' train.py (or its output folder), or its .safetensors conversion",
-    find=find_weights, load=_load, tiling=lambda path: (RMSIN.tile_size, RMSIN.min_overlap),
-    output_stride=RMSIN.output_stride)
+    find=find_weights, card=read_card, build=build)
