@@ -1,25 +1,33 @@
 """Writing files atomically, and recognising what runs that died left behind.
 
 Everything georefseg writes — polygon layers, probability rasters, batch reports, weights,
-training checkpoints, dataset indexes — goes through :func:`atomic_path`: the bytes go to a
-part file beside the destination, which replaces the destination in one ``os.replace`` only
-once it is complete, so a crash, Ctrl-C or SIGKILL never leaves a half-written file under the
-final name. Outputs made of several files (a Shapefile and its sidecars) are built in a
-:func:`working_folder` first.
+training checkpoints, dataset indexes — goes through :func:`atomic_path` or a
+:class:`Transaction`. :func:`atomic_path` writes one file: the bytes go to a part file beside
+the destination, which replaces it in one ``os.replace`` once complete, so a crash, Ctrl-C or
+SIGKILL never leaves a half-written file under the final name. A :class:`Transaction` commits
+several files together (a run's polygon layer with its sidecars and its probability raster):
+all are staged in working folders beside their destinations, then a journal is written — the
+commit point — and the files are renamed into place. A run killed before the journal changed
+nothing the user can see; one killed between two renames is completed by the next run that
+looks in that folder (:func:`remove_stale`), so a pair of outputs is never left half old,
+half new.
 
 Part files (``.NAME.georefseg-PID.part``) and working folders (``.georefseg-PID-…``) carry the
-writing process's id: :func:`remove_stale` removes those of processes that are gone, and never
-those of a run still going.
+writing process's id: :func:`remove_stale` removes (or completes) those of processes that are
+gone, and never touches those of a run still going.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +35,8 @@ log = logging.getLogger(__name__)
 
 WORK_PREFIX = ".georefseg-"
 PART_SUFFIX = ".part"
+JOURNAL = "commit.json"  # in a transaction's first working folder: the moves that complete it
+POINTER = "part-of.json"  # in its other working folders: which folder holds the journal
 _OWNED = re.compile(rf"^{re.escape(WORK_PREFIX)}(\d+)-|\.georefseg-(\d+){re.escape(PART_SUFFIX)}$")
 
 
@@ -82,18 +92,19 @@ def owner(name: str) -> int | None:
 
 
 def remove_stale(folder: str | Path) -> list[Path]:
-    """Remove the part files and working folders in ``folder`` that georefseg processes which
-    are gone left behind; returns what was removed."""
+    """Clear up after georefseg processes that are gone: a transaction they had committed is
+    completed (its journal's renames done), everything else they left in ``folder`` — part
+    files, working folders — is removed. Returns the entries cleared."""
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for entry in folder.iterdir():
+    for entry in sorted(folder.iterdir()):
         pid = owner(entry.name)
-        if pid is None or process_alive(pid):
+        if pid is None or process_alive(pid) or not entry.exists():  # (a completed journal removes others)
             continue
         if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
+            _finish_or_drop(entry)
         else:
             entry.unlink(missing_ok=True)
         removed.append(entry)
@@ -108,3 +119,116 @@ def working_folder(folder: str | Path | None) -> Path:
     if folder is not None:
         remove_stale(folder)
     return Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=folder))
+
+
+def _finish_or_drop(workdir: Path) -> None:
+    """A dead process's working folder: roll its transaction forward if it had reached the commit
+    point (a journal, here or in the folder a pointer names), else remove it."""
+    journal = workdir / JOURNAL
+    if not journal.is_file() and (workdir / POINTER).is_file():
+        try:
+            journal = Path(json.loads((workdir / POINTER).read_text(encoding="utf-8"))["journal"])
+        except (OSError, ValueError, KeyError, TypeError):
+            journal = workdir / JOURNAL  # unreadable: written before the commit point, so dropped
+    if journal.is_file():
+        try:
+            record = json.loads(journal.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None  # a journal is written atomically: unreadable means it is not ours
+        if record is not None:
+            _apply(record["moves"])
+            log.info("completed the outputs of a run that was killed while writing them: %s",
+                     ", ".join(target for _, target in record["moves"]))
+            for other in record["folders"]:
+                shutil.rmtree(other, ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _apply(moves: list) -> None:
+    """Rename each staged file onto its target (``None``: remove the target); done ones are skipped."""
+    for staged, target in moves:
+        if staged is None:
+            Path(target).unlink(missing_ok=True)
+        elif Path(staged).exists():
+            os.replace(staged, target)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (POSIX, main thread): a commit is not cut."""
+    held = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    if held:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class Transaction:
+    """Files that are written together and appear together: all old, or all new.
+
+    Each file is written to :meth:`path_for` (a working folder beside its target), and
+    :meth:`replace` or :meth:`delete` say what the commit does with it; :meth:`commit` then
+    makes every change at once. Leaving the ``with`` block without a commit (an error, Ctrl-C)
+    removes everything staged and changes nothing.
+
+    Parameters
+    ----------
+    targets
+        The files the transaction may write; their folders must exist. With none, its working
+        folder is in the system's temporary folder (for scratch files).
+    """
+
+    def __init__(self, targets: Iterable[str | Path] = ()):
+        folders = list(dict.fromkeys(Path(t).absolute().parent for t in targets))
+        self._folders = {f: working_folder(f) for f in folders}  # dead runs' leftovers cleared first
+        self.workdir = next(iter(self._folders.values())) if folders else working_folder(None)
+        self._moves: list[tuple[Path | None, Path]] = []
+        self.committed = False
+
+    def path_for(self, target: str | Path) -> Path:
+        """Where to write ``target`` before the commit."""
+        target = Path(target).absolute()
+        return self._folders[target.parent] / target.name
+
+    def replace(self, target: str | Path) -> None:
+        """At the commit, the file written at :meth:`path_for` replaces ``target``."""
+        self._moves.append((self.path_for(target), Path(target).absolute()))
+
+    def delete(self, target: str | Path) -> None:
+        """At the commit, ``target`` is removed (an old sidecar the new output has none of)."""
+        self._moves.append((None, Path(target).absolute()))
+
+    @property
+    def targets(self) -> list[Path]:
+        return [target for _, target in self._moves]
+
+    def commit(self) -> None:
+        """Make every change: the journal first (the commit point), then the renames."""
+        # The journal's own folder last, so that a kill during the clean-up leaves nothing to redo.
+        folders = [str(f) for f in self._folders.values() if f != self.workdir] + [str(self.workdir)]
+        journal = self.workdir / JOURNAL
+        with _signals_held():
+            for folder in self._folders.values():
+                if folder != self.workdir:
+                    write_text(folder / POINTER, json.dumps({"journal": str(journal)}))
+            write_text(journal, json.dumps({"moves": [[None if s is None else str(s), str(t)]
+                                                      for s, t in self._moves], "folders": folders}))
+            self.committed = True
+            _apply([(s, t) for s, t in self._moves])
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Remove everything staged; nothing the user sees has changed."""
+        for folder in {self.workdir, *self._folders.values()}:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.committed:
+            self.abort()

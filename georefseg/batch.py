@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from pyproj.exceptions import CRSError
 
 from georefseg import protocol
 from georefseg.archive import SceneRef, expressions_from_csv, find_scenes
-from georefseg.atomic import process_alive, remove_stale, write_text
+from georefseg.atomic import process_alive, remove_stale, working_folder, write_text
 from georefseg.cluster import connect_scheduler, local_cluster
 from georefseg.errors import BatchInterrupted, GeorefsegError, InputError
 from georefseg.formats import VectorFormat, format_named
@@ -67,7 +68,7 @@ class BatchReport:
     done, failed : int
         Jobs finished / failed after this run (all runs of the folder together).
     skipped : int
-        Jobs already finished by an earlier run (not redone).
+        Jobs an earlier run finished, done or failed (not redone); ``skipped_failed`` of them failed.
     ran : int
         Jobs this run started.
     failures : list of dict
@@ -90,6 +91,7 @@ class BatchReport:
     done: int
     failed: int
     skipped: int
+    skipped_failed: int
     ran: int
     failures: list[dict]
     merged: str
@@ -214,14 +216,6 @@ def _check(crs, workers: int | None, scheduler: str | None) -> CRS:
         raise InputError(f"{{param}} {crs!r} is not a CRS: give e.g. EPSG:4326", param="crs") from exc
 
 
-def _client(workers: int | None, scheduler: str | None):
-    """A Dask client on a new LocalCluster (``workers`` processes of one thread) or an existing
-    scheduler; None to run in this process."""
-    if workers is None and scheduler is None:
-        return None
-    return connect_scheduler(scheduler) if scheduler is not None else local_cluster(workers)
-
-
 def _worker_losses(key: str, dask_scheduler=None) -> int:
     """How many times the task was on a worker that died (run on the scheduler)."""
     task = dask_scheduler.tasks.get(key)
@@ -243,7 +237,7 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
                 model: str = "tiny", checkpoint: str | Path | None = None, device: str = "auto",
                 options: SegmentOptions | None = None, fmt: str = "gpkg", crs="EPSG:4326",
                 workers: int | None = None, scheduler: str | None = None, retry_failed: bool = False,
-                progress: Emit | None = None) -> BatchReport:
+                verbose: bool = False, progress: Emit | None = None) -> BatchReport:
     """Map every scene of ``source`` for its expressions into ``outdir``; resumable.
 
     Parameters
@@ -267,13 +261,17 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     crs
         The merged layer's CRS.
     workers
-        Start a LocalCluster of this many worker processes (one thread each).
+        Start a LocalCluster of this many worker processes (one thread each); Dask's scratch
+        space lives in a working folder of ``outdir``, removed at the end.
     scheduler
         Or submit to an existing ``dask.distributed`` scheduler (``tcp://host:8786``); its
         workers must see the scenes, the folder and the weights at the same paths.
         With neither, jobs run one after another in this process.
     retry_failed
         Run again the jobs an earlier run recorded as failed (by default they are skipped).
+    verbose
+        Let Dask's own warnings through (a worker restarted, a slow shutdown); by default only
+        its errors reach stderr.
     progress
         Called with events: ``batch`` (jobs, to run, skipped, dashboard), ``scene`` (a job's
         engine phase or tiles), ``job`` (one finished or failed), ``merged`` and ``finished``.
@@ -307,18 +305,24 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     jobs = plan_jobs(scenes, texts, per_scene, job_options, vector)
     outdir = Path(outdir)
     _check_not_running(outdir)
-    client = _client(workers, scheduler)  # an unreachable scheduler is refused before anything is written
+    # An unreachable scheduler is refused before anything is written.
+    client = None if scheduler is None else connect_scheduler(scheduler)
+    scratch = None
     try:
         outdir.mkdir(parents=True, exist_ok=True)
         _lock(outdir)
         for folder in [outdir, *(outdir / "scenes").glob("*")]:
             remove_stale(folder)  # parts and working folders of runs that were killed
+        if workers is not None:  # Dask's scratch space in the run's own working folder, removed at the end
+            scratch = working_folder(outdir)
+            client = local_cluster(workers, local_directory=scratch, quiet=not verbose)
         with Manifest(outdir / "manifest.sqlite") as manifest:
             manifest.add(jobs)
             run_id = manifest.start_run({"source": str(source), "expressions": texts, "csv": str(expressions_csv),
                                          "options": job_options, "crs": target_crs.to_string()})
             state = manifest.status([j.key for j in jobs])
             todo = [j for j in jobs if _needs_run(state[j.key], outdir, retry_failed)]
+            failed_before = sum(state[j.key]["status"] == "failed" for j in jobs if j not in todo)
             dashboard = None if client is None else client.dashboard_link
             emit(protocol.batch(len(jobs), len(todo), len(jobs) - len(todo), workers, dashboard))
             payload = {"model": backend.name, "weights": weights_path, "device": device, "options": options.to_dict()}
@@ -329,7 +333,7 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
                 raise BatchInterrupted(f"interrupted: {done} of {len(jobs)} jobs are finished and kept in {outdir}; "
                                        "run the same command again to do the rest") from None
             report = _finish(jobs, manifest, outdir, vector, target_crs, t0, ran=len(todo), workers=workers,
-                             dashboard=dashboard, losses=losses)
+                             dashboard=dashboard, losses=losses, failed_before=failed_before)
             manifest.finish_run(run_id, report.to_dict())
     finally:
         if outdir.is_dir():
@@ -339,6 +343,8 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
             client.close()
             if cluster is not None and workers is not None:  # the LocalCluster this run started
                 cluster.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     emit(protocol.merged(report.merged_features, report.merged))
     emit(protocol.batch_finished(report.to_dict()))
     return report
@@ -361,7 +367,7 @@ def _lock(outdir: Path) -> None:
 
 
 def _finish(jobs: list[Job], manifest: Manifest, outdir: Path, fmt: VectorFormat, crs: CRS, t0: float, *, ran: int,
-            workers: int | None, dashboard: str | None, losses: int) -> BatchReport:
+            workers: int | None, dashboard: str | None, losses: int, failed_before: int) -> BatchReport:
     """Merge every finished job's output into one layer and write it and the report (both atomically)."""
     state = manifest.status([j.key for j in jobs])
     finished = [state[j.key] for j in jobs if state[j.key]["status"] == "done"]
@@ -372,7 +378,8 @@ def _finish(jobs: list[Job], manifest: Manifest, outdir: Path, fmt: VectorFormat
                 for j in jobs if state[j.key]["status"] == "failed"]
     seconds = time.perf_counter() - t0
     report = BatchReport(
-        jobs=len(jobs), done=len(finished), failed=len(failures), skipped=len(jobs) - ran, ran=ran,
+        jobs=len(jobs), done=len(finished), failed=len(failures), skipped=len(jobs) - ran,
+        skipped_failed=failed_before, ran=ran,
         failures=failures, merged=str(merged_path), merged_features=len(merged), seconds=round(seconds, 2),
         scenes_per_minute=round(60 * ran / seconds, 2) if ran else 0.0, workers=workers, dashboard=dashboard,
         worker_losses=losses, peak_rss_mb=_peaks(finished), crs=crs.to_string(),

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from georefseg import __version__, protocol
-from georefseg.errors import GeorefsegError, InputError, Interrupted
+from georefseg import __version__, protocol, words
+from georefseg.errors import GeorefsegError, InputError, Interrupted, render
 from georefseg.formats import VECTOR_FORMATS, listed
 from georefseg.options import THRESHOLD_RANGE
 from georefseg.progress import BatchBar, JsonLines, RichBar, Silent
@@ -73,12 +73,14 @@ class ProgressMode(str, Enum):
     none = "none"
 
 
-def _reporter(mode: ProgressMode, quiet: bool):
+def _reporter(mode: ProgressMode, quiet: bool, bar=RichBar):
+    """JSON lines when asked; a bar only where a person watches (stderr is a terminal), so that
+    logs and pipes get no bar drawn in them; else nothing."""
     if mode == ProgressMode.json:
         return JsonLines()
-    if quiet or mode == ProgressMode.none:
+    if quiet or mode == ProgressMode.none or not err.is_terminal:
         return Silent()
-    return RichBar(err)
+    return bar(err)
 
 
 # Options `segment` and `batch` share: one definition each.
@@ -166,9 +168,12 @@ def segment(
                             aoi=aoi)  # before the model loads: a mistake costs nothing
     reading = request.query
     report(protocol.reading(reading.to_dict()))
-    if isinstance(report, RichBar) and reading.unused:
+    talk = not quiet and not isinstance(report, JsonLines)  # stderr is for people (JSON lines stay JSON)
+    if talk and reading.unused:
         err.print("[yellow]warning:[/] not understood, so not used: "
                   + ", ".join(repr(w) for w in reading.unused) + "; rephrase to use them", highlight=False)
+    for note in request.notes if talk else ():
+        _note(note)
     try:
         with report.loading(model):
             seg = Segmenter(model, checkpoint, device=device, options=options, scheduler=scheduler,
@@ -180,12 +185,21 @@ def segment(
     finally:
         report.close()
     summary = result.to_dict()
-    report(protocol.finished(summary["feature_count"], summary["output"], summary["probability"], result.message,
+    summary["notes"] = [render(n, flag) for n in result.notes]  # what the CLI says, it says in its flags
+    message = summary["grounding"]["message"] = render(result.message_template, flag) if result.message else None
+    report(protocol.finished(summary["feature_count"], summary["output"], summary["probability"], message,
                              result.timings["total_s"]))
     if as_json:
         typer.echo(json.dumps(summary))
     elif not quiet:
         _print_summary(result, expression)
+        for note in result.notes[len(request.notes):] if talk else ():
+            _note(note)
+
+
+def _note(template: str) -> None:
+    err.print(f"[yellow]note:[/] {render(template, flag)}", highlight=False, soft_wrap=True)
+
 
 
 def _print_summary(result, expression: str) -> None:
@@ -202,8 +216,6 @@ def _print_summary(result, expression: str) -> None:
     names = [scene["colour_interpretation"][b - 1] for b in scene["model_bands"]]
     out.print(f"read bands {','.join(map(str, scene['model_bands']))} ({', '.join(names)}) of {scene['path']}",
               highlight=False)
-    if result.message:
-        err.print(f"[yellow]note:[/] {result.message}", highlight=False)
     if len(feats):
         table = Table("rank", "selected", "score", "area m²", "centroid (scene CRS)")
         digits = 6 if feats.crs.is_geographic else 1
@@ -216,7 +228,7 @@ def _print_summary(result, expression: str) -> None:
             out.print(f"scores of {result.model} are not calibrated: they order candidates, they are not chances")
     else:
         out.print("Nothing written (an empty layer with the usual fields); --candidates writes every candidate "
-                  "with its score" + (f", --min-area below {grounding['min_area_m2']:g} m² keeps smaller ones"
+                  "with its score" + (f", --min-area below {words.area(grounding['min_area_m2'])} keeps smaller ones"
                                       if grounding["min_area_m2"] else ""))
     out.print(f"polygons: {result.output}" + (f"\nprobability: {result.probability}" if result.probability else ""))
 
@@ -238,6 +250,8 @@ def batch(
     workers: Annotated[int | None, typer.Option(help="start a Dask LocalCluster of N worker processes")] = None,
     scheduler: SchedulerOpt = None,
     retry_failed: Annotated[bool, typer.Option(help="run again the jobs that failed before")] = False,
+    verbose: Annotated[bool, typer.Option(help="also show Dask's own warnings (worker restarts, slow shutdowns)")
+                       ] = False,
     model: ModelOpt = "tiny",
     checkpoint: CheckpointOpt = None,
     device: DeviceOpt = "auto",
@@ -263,8 +277,7 @@ def batch(
     """
     from georefseg.batch import map_archive
 
-    report = JsonLines() if progress == ProgressMode.json else (
-        Silent() if quiet or progress == ProgressMode.none else BatchBar(err))
+    report = _reporter(progress, quiet, BatchBar)
     _state["events"] = report if isinstance(report, JsonLines) else None
     options = _segment_options(bands, tile, overlap, batch_size, threshold, min_area, simplify, candidates,
                                max_features)
@@ -272,20 +285,25 @@ def batch(
         result = map_archive(source, out_dir, expr or [], expressions_csv=expressions, glob=glob, asset=asset,
                              model=model, checkpoint=checkpoint, device=device, options=options, fmt=output_format,
                              crs=crs, workers=workers, scheduler=scheduler, retry_failed=retry_failed,
-                             progress=report)
+                             verbose=verbose, progress=report)
     finally:
         report.close()
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
     elif not quiet and progress != ProgressMode.json:  # JSON lines on stderr stay JSON
-        out.print(f"[bold]{result.done}[/] of {result.jobs} jobs done ({result.ran} run now, {result.skipped} "
-                  f"finished before), {result.failed} failed, in {result.seconds:.1f} s "
-                  f"({result.scenes_per_minute:.1f} scenes/min)", highlight=False, soft_wrap=True)
-        if progress == ProgressMode.none:  # the bar printed each failure as it happened
+        before = result.skipped - result.skipped_failed
+        earlier = ", ".join(filter(None, [f"{before} done" if before else "",
+                                          f"{result.skipped_failed} failed" if result.skipped_failed else ""]))
+        speed = f", {result.scenes_per_minute:.1f} scenes/min" if result.ran else ""
+        out.print(f"[bold]{result.done}[/] of {result.jobs} jobs done, {result.failed} failed; "
+                  f"{result.ran} run now in {result.seconds:.1f} s{speed}"
+                  + (f" ({earlier} before, not run again)" if earlier else ""), highlight=False, soft_wrap=True)
+        if not isinstance(report, BatchBar):  # the bar printed each failure as it happened
             for failure in result.failures[:10]:
                 err.print(f"failed: {failure['scene']} ({failure['expression']}): {failure['error']}",
                           highlight=False, markup=False, soft_wrap=True)
-        out.print(f"merged: {result.merged} ({result.merged_features} features, {result.crs})\n"
+        features = f"{result.merged_features} {'feature' if result.merged_features == 1 else 'features'}"
+        out.print(f"merged: {result.merged} ({features}, {result.crs})\n"
                   f"report: {Path(result.manifest).with_name('report.json')}", highlight=False, soft_wrap=True)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
@@ -503,7 +521,7 @@ def flag(param: str) -> str:
     return FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
-INTERRUPTED = "interrupted: no output was written"
+INTERRUPTED = "interrupted: no output was written (any that existed are unchanged)"
 
 
 def _fail(message: str, code: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from georefseg.errors import SchedulerError
 
@@ -32,12 +33,19 @@ def connect_scheduler(address: str):
     return client
 
 
-def local_cluster(workers: int, threads_per_worker: int = 1):
+def local_cluster(workers: int, threads_per_worker: int = 1, local_directory: str | Path | None = None,
+                  quiet: bool = True):
     """A Client of a new LocalCluster of ``workers`` processes on this machine (loopback only,
-    dashboard on a free port); closing the client's cluster stops them."""
+    dashboard on a free port); closing the client's cluster stops them.
+
+    ``local_directory`` holds the workers' scratch space (default: the system's temporary
+    folder); ``quiet`` keeps Dask's own warnings ("Worker process still alive after 4.0
+    seconds, killing") off stderr, letting only its errors through."""
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                           host="127.0.0.1", dashboard_address="127.0.0.1:0")
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                           local_directory=None if local_directory is None else str(local_directory),
+                           silence_logs=logging.ERROR if quiet else logging.WARNING)
     log.info("started a LocalCluster of %d worker(s): %s", workers, cluster.dashboard_link)
     return Client(cluster, set_as_default=False)

@@ -15,6 +15,13 @@ import re
 from collections.abc import Callable
 
 
+def render(template: str, namer: Callable[[str], str] | None = None) -> str:
+    """A message that names parameters as ``{name}``, with each named by ``namer`` (default: as
+    in Python): notes and errors alike, so that the CLI says ``--min-area`` where Python says
+    ``min_area_m2``."""
+    return re.sub(r"\{([a-z_][a-z0-9_]*)\}", lambda m: (namer or str)(m[1]), template)
+
+
 class GeorefsegError(Exception):
     """A problem the caller can fix; the message names it and says how."""
 
@@ -25,8 +32,12 @@ class GeorefsegError(Exception):
     def render(self, name: str | None = None, namer: Callable[[str], str] | None = None) -> str:
         """The message with the parameter called ``name`` (default: its Python name); other
         parameters it mentions as ``{append}`` are named by ``namer`` (default: as in Python)."""
-        text = re.sub(r"\{([a-z_]+)\}", lambda m: m[0] if m[1] == "param" else (namer or str)(m[1]), self.template)
-        return text if self.param is None else text.replace("{param}", name or self.param)
+        def named(parameter: str) -> str:
+            if parameter == "param":
+                return name or self.param or "{param}"
+            return (namer or str)(parameter)
+
+        return render(self.template, named)
 
     def __reduce__(self):  # errors raised on Dask workers travel back pickled
         return type(self), (self.template, self.param)

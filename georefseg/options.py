@@ -59,11 +59,12 @@ class SegmentOptions:
     def __post_init__(self) -> None:
         if self.bands is not None:
             object.__setattr__(self, "bands", tuple(int(b) for b in self.bands) or None)
-        if self.tile_px is not None or self.overlap_px is not None:  # the pair is checked again per model
-            from georefseg.tiling import MAX_TILE, check_tiling  # here: the CLI reads this module without GDAL
+        from georefseg.tiling import check_tiling  # here: the CLI reads this module without GDAL
 
-            check_tiling(MAX_TILE if self.tile_px is None else self.tile_px,
-                         0 if self.overlap_px is None else self.overlap_px)
+        if self.tile_px is not None:  # with the overlap given, or the model's: checked with the model's too
+            check_tiling(self.tile_px, 0 if self.overlap_px is None else self.overlap_px)
+        elif self.overlap_px is not None and self.overlap_px < 0:  # the tile is the model's: checked there
+            raise InputError(f"{{param}} {self.overlap_px} must be at least 0", param="overlap_px")
         low, high = THRESHOLD_RANGE
         if self.threshold is not None and not low <= self.threshold <= high:
             raise InputError(f"{{param}} {self.threshold} must lie between {low} and {high} (a probability)",

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from georefseg.atomic import atomic_path, working_folder
+from georefseg.atomic import Transaction
 from georefseg.errors import OutputError, OutputExistsError
 from georefseg.formats import VECTOR_FORMATS, format_of
 
@@ -133,51 +133,59 @@ def remove_folders(created: list[Path]) -> None:
             return  # not empty: something else lives there now
 
 
-def write_vector(gdf: gpd.GeoDataFrame, path: str | Path, layer: str | None = None, append: bool = False) -> None:
+def write_vector(gdf: gpd.GeoDataFrame, path: str | Path, layer: str | None = None, append: bool = False,
+                 transaction: Transaction | None = None) -> None:
     """Polygons in the format the extension names (see :mod:`georefseg.formats`), declared as
     Polygon (MultiPolygon when any feature is one) with typed fields, also when empty. In a
     multi-layer file, ``layer`` (default: the file's stem) is written and every other layer kept.
 
-    The whole output — every file of it — is built in a working folder beside ``path`` and
-    renamed into place at the end."""
+    Every file of the output is staged in ``transaction`` (default: one of its own, committed
+    here): the output changes only when that transaction commits."""
     path = Path(path)
     fmt = format_of(path)
-    tmpdir = working_folder(path.parent)
-    try:
-        tmp = tmpdir / path.name
-        keep = path.exists() and (append or (fmt.multi_layer and _layers(path) is not None))
-        if keep:  # work on a copy, so that the original stays whole until the rename
-            for part in fmt.parts(path):
-                if part.exists():
-                    shutil.copy2(part, tmpdir / part.name)
-        fmt.write(gdf, tmp, (layer or default_layer(path)) if fmt.multi_layer or fmt.appendable else None, append)
+    if transaction is None:
+        with Transaction([path]) as own:
+            write_vector(gdf, path, layer, append, own)
+            own.commit()
+        return
+    staged = transaction.path_for(path)
+    keep = path.exists() and (append or (fmt.multi_layer and _layers(path) is not None))
+    if keep:  # work on a copy, so that the original stays whole until the commit
         for part in fmt.parts(path):
-            written = tmpdir / part.name
-            if written.exists():
-                os.replace(written, part)
-            else:
-                part.unlink(missing_ok=True)  # an old sidecar would not match the new file
-        log.info("wrote %d feature(s) to %s", len(gdf), path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+            if part.exists():
+                shutil.copy2(part, transaction.path_for(part))
+    fmt.write(gdf, staged, (layer or default_layer(path)) if fmt.multi_layer or fmt.appendable else None, append)
+    for part in fmt.parts(path):
+        if transaction.path_for(part).exists():
+            transaction.replace(part)
+        elif part.exists():
+            transaction.delete(part)  # an old sidecar would not match the new file
+    log.info("staged %d feature(s) for %s", len(gdf), path)
 
 
-def write_cog(src_path: str | Path, path: str | Path) -> None:
-    """Copy a GeoTIFF to a Cloud-Optimised GeoTIFF (deflate level 1, 512 px blocks, overviews).
+def write_cog(src_path: str | Path, path: str | Path, transaction: Transaction | None = None) -> None:
+    """Copy a GeoTIFF to a Cloud-Optimised GeoTIFF (deflate level 1, 512 px blocks, overviews),
+    staged in ``transaction`` (default: written at once, atomically).
 
     Level 1 writes twice as fast as deflate's default 6 and makes files about 1 % larger:
     probabilities are noisy floats that compress little at any level."""
+    if transaction is None:
+        with Transaction([path]) as own:
+            write_cog(src_path, path, own)
+            own.commit()
+        return
     import rasterio
     import rasterio.shutil
 
     with rasterio.open(src_path) as src:
         rotated = src.transform.b != 0 or src.transform.d != 0
-    with atomic_path(path) as part:
-        if rotated:
-            # The COG driver refuses rotated geotransforms: keep a tiled GeoTIFF with overviews.
-            rasterio.shutil.copy(src_path, part, driver="GTiff", tiled=True, blockxsize=512,
-                                 blockysize=512, compress="deflate", predictor=3, COPY_SRC_OVERVIEWS="YES")
-        else:
-            rasterio.shutil.copy(src_path, part, driver="COG", COMPRESS="DEFLATE", LEVEL=1, PREDICTOR="YES",
-                                 BLOCKSIZE=512, OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
-                                 NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER")
+    staged = transaction.path_for(path)
+    if rotated:
+        # The COG driver refuses rotated geotransforms: keep a tiled GeoTIFF with overviews.
+        rasterio.shutil.copy(src_path, staged, driver="GTiff", tiled=True, blockxsize=512,
+                             blockysize=512, compress="deflate", predictor=3, COPY_SRC_OVERVIEWS="YES")
+    else:
+        rasterio.shutil.copy(src_path, staged, driver="COG", COMPRESS="DEFLATE", LEVEL=1, PREDICTOR="YES",
+                             BLOCKSIZE=512, OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
+                             NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER")
+    transaction.replace(path)

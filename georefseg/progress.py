@@ -67,7 +67,8 @@ class RichBar:
         return self.bar.console.status(f"loading {what}…")
 
     def close(self) -> None:
-        self.bar.stop()
+        if self.started:  # a bar never shown leaves no blank line before an error
+            self.bar.stop()
 
 
 class BatchBar:

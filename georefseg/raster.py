@@ -26,6 +26,10 @@ from rasterio.windows import Window, from_bounds
 
 from georefseg.errors import InputError, InputNotFoundError
 
+# How a person calls what a GDAL driver reads (for messages about files that are not GeoTIFFs).
+DRIVER_NAMES = {"JPEG": "JPEG image", "PNG": "PNG image", "GIF": "GIF image", "BMP": "BMP image",
+                "JP2OpenJPEG": "JPEG 2000 image", "WEBP": "WebP image", "HFA": "Erdas Imagine file",
+                "netCDF": "netCDF file", "HDF5": "HDF5 file"}
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 _STAT_SIDE = 1024  # side of the decimated view that statistics come from (overviews or small scenes)
 _STAT_GRID, _STAT_WINDOW = 32, 48  # otherwise: a 32×32 grid of 48-px windows spread over the scene
@@ -70,20 +74,39 @@ class Scene:
             self.colorinterp = list(src.colorinterp)
             self.has_overviews = bool(src.overviews(1))
             self.driver = src.driver
+            files = list(src.files)
+        missing = [f for f in files[1:] if "://" not in f and not f.startswith("/vsi") and not Path(f).exists()]
+        if self.driver == "VRT" and missing:
+            raise InputError(f"{self.path} is a VRT whose source {missing[0]} is missing"
+                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                             + ": put it back where the VRT says (relative paths are relative to the .vrt), "
+                             "or build the VRT again")
         if self.crs is None:
-            raise InputError(f"{self.path} has no coordinate reference system, so results could not "
-                             "be placed on the map: assign one first, e.g. "
-                             f"gdal_edit.py -a_srs EPSG:32633 {self.path}")
+            raise InputError(f"{self.path}{self._kind()} has no coordinate reference system, so results could "
+                             "not be placed on the map: assign one first, e.g. "
+                             f"gdal_edit.py -a_srs EPSG:32633 {self.path}" if self.driver == "GTiff" else
+                             f"{self.path}{self._kind()} has no coordinate reference system, so results could "
+                             "not be placed on the map: make a georeferenced GeoTIFF of it, e.g. "
+                             f"gdal_translate -a_srs EPSG:32633 -a_ullr WEST NORTH EAST SOUTH {self.path} out.tif")
         if self.transform.is_identity:
             raise InputError(f"{self.path} has no geotransform (pixel-to-map mapping): "
                              "georeference it first, e.g. with gdal_translate -a_ullr")
         if self.dtype not in SUPPORTED_DTYPES:
             raise InputError(f"{self.path} has pixels of type {self.dtype}, which georefseg does not "
                              f"read: convert to one of {', '.join(SUPPORTED_DTYPES)}")
+        self.band_note: str | None = None  # set when the bands were guessed among more (a note template)
         self.bands = self._choose_bands(bands)
         self._local, self._count_lock = threading.local(), threading.Lock()
         self.windows_read = 0  # model inputs read: how often the engine went to the pixels
         self.offset = (0, 0)  # (col, row) of pixel (0, 0) in the file: non-zero for a crop
+
+    def _kind(self) -> str:
+        """What the file is, where its name may say otherwise: " (a JPEG image, not a GeoTIFF)"."""
+        if self.driver in ("GTiff", "COG", "VRT"):
+            return ""
+        name = DRIVER_NAMES.get(self.driver, f"{self.driver} file")
+        return f" (a {name}, not a GeoTIFF, whatever its name says)" if Path(self.path).suffix.lower() in (
+            ".tif", ".tiff") else f" (a {name})"
 
     # ------------------------------------------------------------------ bands
 
@@ -101,7 +124,11 @@ class Scene:
         if len(rgb) == 3:
             return rgb
         data_bands = [i + 1 for i, c in enumerate(ci) if c != ColorInterp.alpha]
-        return data_bands[:3] if len(data_bands) >= 3 else data_bands[:1]
+        chosen = data_bands[:3] if len(data_bands) >= 3 else data_bands[:1]
+        if len(data_bands) > len(chosen):  # a guess among more bands: say which, and how to choose
+            self.band_note = (f"read bands {','.join(map(str, chosen))} of {self.count} as red, green, blue (no band "
+                              "is marked as such): choose others with {bands}, e.g. 4,3,2")
+        return chosen
 
     # ------------------------------------------------------------------ geometry
 
@@ -200,16 +227,21 @@ class Scene:
         if self.is_rotated:
             raise InputError("{param} needs a north-up scene; this one has a rotated grid: map all of it",
                              param=param)
+        asked = ""
         if crs is not None and CRS.from_user_input(crs) != self.crs:
             west, south, east, north = Transformer.from_crs(crs, self.crs, always_xy=True).transform_bounds(
                 west, south, east, north, densify_pts=21)
+            asked = f" ({', '.join(f'{v:.6g}' for v in bounds)} in {CRS.from_user_input(crs).to_string()})"
         win = from_bounds(west, south, east, north, transform=self.transform).round_offsets().round_lengths()
         col0, row0 = max(0, int(win.col_off)), max(0, int(win.row_off))
         col1 = min(self.width, int(win.col_off + win.width))
         row1 = min(self.height, int(win.row_off + win.height))
         if col1 - col0 < 1 or row1 - row0 < 1:
-            raise InputError(f"{{param}} {tuple(bounds)} does not overlap the scene, whose bounds are "
-                             f"{[round(v, 6) for v in self.bounds]} in {self.crs.to_string()}", param=param)
+            digits = 6 if self.crs.is_geographic else 1
+            here = ", ".join(f"{v:.{digits}f}" for v in (west, south, east, north))
+            scene = ", ".join(f"{v:.{digits}f}" for v in self.bounds)
+            raise InputError(f"{{param}} does not overlap the scene: in {self.crs.to_string()} it spans {here}"
+                             f"{asked}, the scene {scene} (west, south, east, north)", param=param)
         return Window(col0, row0, col1 - col0, row1 - row0)
 
     def crop(self, window: Window) -> Scene:
@@ -221,7 +253,7 @@ class Scene:
         view = copy.copy(self)  # through __getstate__/__setstate__: its own handles and lock
         view.windows_read, view.offset = 0, (self.offset[0] + col0, self.offset[1] + row0)
         view.width, view.height = int(window.width), int(window.height)
-        view.transform = self.transform * Affine.translation(col0, row0)
+        view.transform = self.transform @ Affine.translation(col0, row0)
         return view
 
     def read(self, window: Window) -> tuple[np.ndarray | None, np.ndarray]:
@@ -237,6 +269,8 @@ class Scene:
         if not valid.any():
             return None, valid
         data, valid = self.read_raw(window, valid)
+        if not valid.any():  # NaN everywhere in a float scene: as good as nodata
+            return None, valid
         scaled = (data - self.stats.low[:, None, None]) / (self.stats.high - self.stats.low)[:, None, None]
         scaled = np.clip(scaled, 0.0, 1.0)
         if not valid.all():

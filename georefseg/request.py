@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from georefseg.atomic import remove_stale
 from georefseg.errors import InputError, InputNotFoundError, OutputError
 from georefseg.expression import Query, parse_expression
 from georefseg.formats import file_parts, format_of
 from georefseg.outputs import check_raster_writable, check_vector_writable, default_layer
 from georefseg.raster import Scene
+from georefseg.words import count
 
 MAX_EXPRESSION_CHARS = 300
 # Files GDAL keeps beside a raster: writing over one would change how the scene reads.
@@ -55,6 +57,9 @@ class Request:
         The layer in a multi-layer output (default: the file's stem).
     inputs : frozenset of Path
         The files the run reads (scene, its sidecars, weights), which it never writes.
+    notes : tuple of str
+        What a person should know before the run (bands guessed, a layer replaced), as message
+        templates naming parameters as ``{name}`` (:func:`georefseg.errors.render`).
     """
 
     scene: str
@@ -71,6 +76,7 @@ class Request:
     append: bool = False
     layer: str | None = None
     inputs: frozenset[Path] = frozenset()
+    notes: tuple[str, ...] = ()
 
     @property
     def written_layer(self) -> str | None:
@@ -185,12 +191,15 @@ def check_request(scene: str | Path, expression: str, output: str | Path | None 
     text = validate_expression(expression)
     with Scene(scene, list(bands) if bands else None) as sc:
         pass  # the header is all a check needs; it stays readable after the file is closed
+    for folder in {Path(p).absolute().parent for p in (output, prob) if p is not None}:
+        remove_stale(folder)  # a killed run's outputs completed, or its leftovers removed, before they are judged
     inputs = inputs_of(scene, weights)
     _refuse_inputs(output, prob, inputs)
     if output is not None:
         check_vector_writable(output, overwrite, append, layer)
     if prob is not None:
         check_raster_writable(prob, overwrite)
+    notes = [n for n in (sc.band_note, _replaced(output, layer, overwrite)) if n]
     region = _region(bbox, bbox_crs, aoi)
     win = None if region is None else sc.window(region[0], region[1], param=region[2])
     crs = region[1] if region else None
@@ -201,4 +210,22 @@ def check_request(scene: str | Path, expression: str, output: str | Path | None 
         region=None if region is None else region[0],
         region_crs=None if crs is None else (crs if isinstance(crs, str) else crs.to_string()),
         output=None if output is None else Path(output), prob=None if prob is None else Path(prob),
-        overwrite=overwrite, append=append, layer=layer, inputs=inputs)
+        overwrite=overwrite, append=append, layer=layer, inputs=inputs, notes=tuple(notes))
+
+
+def _replaced(output, layer: str | None, overwrite: bool) -> str | None:
+    """What ``overwrite`` will replace in an existing polygon output: its layer's geometry type and
+    feature count (a note template); None when nothing is there to replace."""
+    if not overwrite or output is None or not Path(output).exists():
+        return None
+    import pyogrio
+
+    fmt = format_of(output)
+    name = (layer or default_layer(output)) if fmt.multi_layer else None
+    try:
+        info = pyogrio.read_info(output, layer=name)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError):
+        return None  # a new layer, or not a file GDAL reads: nothing of the user's is replaced
+    what = f"layer {name!r} of {output}" if name else str(output)
+    return (f"{{overwrite}} replaces {what} ({info.get('geometry_type') or 'no geometry'}, "
+            f"{count(int(info.get('features') or 0), 'feature')})")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from georefseg.errors import InputError
+from georefseg.errors import InputError, render
 from georefseg.options import SegmentOptions
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ class SegmentResult:
     windows_read: int  # tile windows read from the scene: once per tile, whatever the phrases
     options: SegmentOptions
     layer: str | None = None  # the layer written in a multi-layer output (GeoPackage); None for other formats
+    notes: list[str] = field(default_factory=list)  # what a person should know, as templates ({min_area_m2})
+    message_template: str | None = None  # the message, naming parameters as {name} (errors.render)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage; model_s inside the model
     grounding: dict = field(default_factory=dict)  # how the expression was split; anchors found
 
@@ -72,6 +74,7 @@ class SegmentResult:
                           "centroid": [c.x, c.y], "bounds": list(row.geometry.bounds)})
         return {"output": None if self.output is None else str(self.output),
                 "probability": None if self.probability is None else str(self.probability), "layer": self.layer,
+                "notes": [render(n) for n in self.notes],
                 "crs": self.scene.get("crs"), "feature_count": len(self.features), "features": feats,
                 "grounding": self.grounding, "model": self.model, "tiles": self.tiles,
                 "tiles_skipped": self.tiles_skipped, "windows_read": self.windows_read,

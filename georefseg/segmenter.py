@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from georefseg import protocol
-from georefseg.atomic import working_folder
+from georefseg import protocol, words
+from georefseg.atomic import Transaction
 from georefseg.calibration import Calibration
 from georefseg.cluster import connect_scheduler
-from georefseg.errors import InputError
+from georefseg.errors import InputError, Interrupted, render
 from georefseg.grounding import Grounded, Grounding, ground
 from georefseg.models.base import ReferringSegmenter
 from georefseg.models.card import ModelCard
@@ -103,15 +103,14 @@ class Segmenter:
             backend, weights = resolve(model, checkpoint)  # header checks only: cheap, and before any client
             self.weights = None if weights is None else weights.resolve()
             card = backend.card(weights)
+            self._set_tiling(card)  # before the model is built: a wrong --overlap costs nothing
             spec = ModelSpec(backend.name, None if self.weights is None else str(self.weights), device)
             # On a cluster the workers build the model; here it is only described.
             self.model = None if scheduler else place(backend.build(card), resolve_device(device))
             self.model_name = backend.name if self.model is None else self.model.name
             device_type = device.split(":")[0] if self.model is None else self.model.device.type
         self.card: ModelCard = card if calibration is None else card.with_calibration(calibration)
-        self.tile_px = self.options.tile_px or self.card.tile_size
-        self.overlap_px = self.card.min_overlap if self.options.overlap_px is None else self.options.overlap_px
-        check_tiling(self.tile_px, self.overlap_px)
+        self._set_tiling(self.card)
         self.threshold = self.card.threshold if self.options.threshold is None else self.options.threshold
         self.batch_size = self.options.batch_size or (8 if device_type == "cuda" else 1)
         if scheduler is None:
@@ -124,6 +123,13 @@ class Segmenter:
             self._runner = DistributedRunner(self._client, spec, compile_model)
         log.info("%s ready: %d px tiles, %d px overlap, threshold %s", self.model_name, self.tile_px,
                  self.overlap_px, self.threshold)
+
+    def _set_tiling(self, card: ModelCard) -> None:
+        """Tile and overlap (pixels): the options', else the card's; checked together, so that an
+        error quotes half of the tile actually used."""
+        self.tile_px = self.options.tile_px or card.tile_size
+        self.overlap_px = card.min_overlap if self.options.overlap_px is None else self.options.overlap_px
+        check_tiling(self.tile_px, self.overlap_px)
 
     @property
     def calibration(self) -> Calibration:
@@ -216,13 +222,16 @@ class Segmenter:
                              f"{self.options.bands}: check it with Segmenter.check", param="bands")
         request.guard_weights(self.weights)
         created = [folder for p in request.outputs for folder in make_folders(p)]
+        run_notes = [f"created the folder {folder} for {{{name}}}" for name, p in (("output", request.output),
+                                                                                   ("prob", request.prob))
+                     if p is not None for folder in created if folder == Path(p).absolute().parent]
         try:
-            return self._run(request, progress or _ignore, t_start)
+            return self._run(request, progress or _ignore, t_start, run_notes)
         except BaseException:
             remove_folders(created)  # a failed run leaves no folder it made
             raise
 
-    def _run(self, req: Request, emit: ProgressCallback, t_start: float) -> SegmentResult:
+    def _run(self, req: Request, emit: ProgressCallback, t_start: float, run_notes: list[str]) -> SegmentResult:
         timings: dict[str, float] = {}
         emit(protocol.phase("open"))
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), \
@@ -231,21 +240,29 @@ class Segmenter:
             sc.stats  # noqa: B018 - scene statistics once, here, before tiles are read in parallel
             t_open = time.perf_counter()
             timings["open_s"] = t_open - t_start
+            self._check_size(sc, run_notes)
             grid = TileGrid(sc.width, sc.height, self.tile_px, self.overlap_px)
             query = req.query
             phrases = query.phrases()  # the subject first, then each anchor once
-            workdir = working_folder(req.outputs[0].parent if req.outputs else None)
-            try:
+            # The run's outputs are one transaction: nothing the user sees changes before its commit.
+            with Transaction(req.outputs) as txn:
                 emit(protocol.phase("infer", phrases=phrases))
-                raw = [workdir / f"probability_{i}.tif" for i in range(len(phrases))]
+                scratch = txn.workdir / "blended"
+                scratch.mkdir()
+                raw = [scratch / f"probability_{i}.tif" for i in range(len(phrases))]
                 timer = BatchTimer()
                 skipped, objects = self._blend(sc, grid, phrases, raw, timer, emit)
+                if skipped == len(grid):
+                    what = "the part mapped" if req.window else "it"
+                    raise InputError(f"{req.scene} has no valid pixels: every pixel of {what} is nodata"
+                                     + (" or NaN" if np.dtype(sc.dtype).kind == "f" else "")
+                                     + ", so there is nothing to segment: check the file, or map another part")
                 t_infer = time.perf_counter()
                 timings.update(model_s=timer.model_s, infer_s=t_infer - t_open)
                 emit(protocol.phase("vectorize"))
                 # The COG is encoded (GDAL, outside the GIL) while the candidates are vectorised.
                 with ThreadPoolExecutor(1, thread_name_prefix="georefseg-cog") as pool:
-                    cog = None if req.prob is None else pool.submit(write_cog, raw[0], req.prob)
+                    cog = None if req.prob is None else pool.submit(write_cog, raw[0], req.prob, txn)
                     found: dict[str, list[Candidate]] = objects if objects is not None else {
                         phrase: extract_candidates(str(path), self.threshold)
                         for phrase, path in zip(phrases, raw, strict=True)}
@@ -254,16 +271,16 @@ class Segmenter:
                     chosen = ground(found[phrases[0]], query, found, to_pixels=~sc.transform,
                                     size=(sc.width, sc.height), min_object_px=self.card.min_object_px,
                                     calibration=self.calibration)
-                    rows, notes = self._written(chosen, sc)
+                    rows, min_area, written_notes = self._written(chosen, sc)
+                    message = "; ".join(filter(None, [chosen.message, *written_notes])) or None
                     features = scene_layer(rows, req.expression, req.scene_id, self.model_name, sc.crs)
                     t_ground = time.perf_counter()
                     emit(protocol.phase("write"))
                     if req.output is not None:
-                        write_vector(features, req.output, req.layer, req.append)
+                        write_vector(features, req.output, req.layer, req.append, txn)
                     if cog is not None:
                         cog.result()
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
+                _commit(txn, req.outputs)
             t_end = time.perf_counter()
             timings.update(vectorize_s=t_vec - t_infer, ground_s=t_ground - t_vec, write_s=t_end - t_ground,
                            total_s=t_end - t_start)
@@ -276,15 +293,28 @@ class Segmenter:
                        "found": {p: len(c) for p, c in found.items()}, "anchors_found": chosen.anchors,
                        "number": query.number, "candidates": len(chosen.ranked),
                        "selected": int(sum(chosen.selected)), "written": len(features),
-                       "min_area_m2": notes["min_area_m2"], "message": notes["message"],
+                       "min_area_m2": round(min_area, 3),
+                       "message": None if message is None else render(message),
                        "threshold": self.threshold, "calibration": self.calibration.source,
                        "cutoffs": {"one": self.calibration.select_one, "all": self.calibration.select_all}},
+            notes=[*req.notes, *run_notes, *filter(None, [message])], message_template=message,
             timings={k: round(v, 3) for k, v in timings.items()})
 
-    def _written(self, chosen: Grounding, sc: Scene) -> tuple[list[tuple[int, Grounded, bool]], dict]:
+    def _check_size(self, sc: Scene, notes: list[str]) -> None:
+        """Refuse a scene too small to hold the model's smallest object; note one smaller than a tile."""
+        if sc.width * sc.height < self.card.min_object_px:
+            raise InputError(f"{sc.path} is only {sc.width} × {sc.height} px (the part mapped), smaller than the "
+                             f"smallest object {self.model_name} can draw ({self.card.min_object_px} px): nothing "
+                             "could be found in it; map a larger scene or area")
+        if sc.width < self.tile_px or sc.height < self.tile_px:
+            notes.append(f"the scene is {sc.width} × {sc.height} px, smaller than one {self.tile_px} px tile: "
+                         "it was read as one padded tile")
+
+    def _written(self, chosen: Grounding, sc: Scene) -> tuple[list[tuple[int, Grounded, bool]], float, list[str]]:
         """What is written, as (rank, candidate, selected) rows: min_area_m2 and simplify_m shape
         it after ranking (never the order), then only the selected are kept (all with
-        ``candidates``), at most ``max_features``."""
+        ``candidates``), at most ``max_features``. Also the smallest area kept (m²) and notes
+        (templates) on what was left out and why."""
         opts = self.options
         pixel = sc.pixel_size_m()
         min_area = opts.min_area_m2 if opts.min_area_m2 is not None else \
@@ -292,14 +322,23 @@ class Segmenter:
         kept = refine([g.candidate for g in chosen.ranked], sc.crs, sc.transform, min_area, opts.simplify_m, pixel)
         rows = [(i + 1, Grounded(c, chosen.ranked[i].score, chosen.ranked[i].raw, chosen.ranked[i].parts),
                  chosen.selected[i]) for i, c in kept]
-        message = chosen.message
-        if not opts.candidates:
+        too_small = f"smaller than {words.area(min_area)} ({{min_area_m2}})"
+        notes = []
+        if opts.candidates:
+            small, capped = len(chosen.ranked) - len(rows), max(0, len(rows) - (opts.max_features or len(rows)))
+            why = [f"{small} {too_small}" if small else "", f"{capped} past {{max_features}} {opts.max_features}"
+                   if capped else ""]
+            notes.append(f"{len(rows) - capped} of {words.count(len(chosen.ranked), 'candidate')} written"
+                         + (f" ({'; '.join(filter(None, why))} not written)" if small or capped else ""))
+        else:
             rows = [r for r in rows if r[2]]
             dropped = sum(chosen.selected) - len(rows)
             if dropped:
-                message = "; ".join(filter(None, [message, f"{dropped} selected smaller than {min_area:g} m² "
-                                                           "(min_area_m2) not written"]))
-        return rows[:opts.max_features], {"min_area_m2": round(min_area, 3), "message": message}
+                notes.append(f"{words.count(dropped, 'selected object')} {too_small} not written")
+            if opts.max_features is not None and len(rows) > opts.max_features:
+                notes.append(f"{len(rows) - opts.max_features} selected past {{max_features}} {opts.max_features} "
+                             "not written")
+        return rows[:opts.max_features], min_area, notes
 
     def _blend(self, sc: Scene, grid: TileGrid, phrases: list[str], raw: list[Path], timer: BatchTimer,
                emit: ProgressCallback) -> tuple[int, dict[str, list[Candidate]] | None]:
@@ -324,6 +363,17 @@ class Segmenter:
         finally:
             stitcher.close(complete)
         return skipped, objects
+
+
+def _commit(txn: Transaction, outputs: list[Path]) -> None:
+    """Commit the run's outputs; an interrupt that waited for the commit says they are complete."""
+    try:
+        txn.commit()
+    except KeyboardInterrupt:
+        if not txn.committed:
+            raise
+        raise Interrupted("interrupted just after the outputs were written: " + ", ".join(map(str, outputs))
+                          + " are complete") from None
 
 
 def segment(scene: str | Path, expression: str, output: str | Path | None = None, *,

@@ -163,7 +163,7 @@ def instance_candidates(per_tile: Sequence[tuple[Tile, tuple[np.ndarray, np.ndar
                         for t in grid])
     out = []
     for tile, (masks, scores) in per_tile:
-        to_map = transform * Affine.translation(tile.window.col_off, tile.window.row_off)
+        to_map = transform @ Affine.translation(tile.window.col_off, tile.window.row_off)
         for mask, score in zip(masks, scores, strict=True):
             rows, cols = np.nonzero(mask)
             if not len(rows):

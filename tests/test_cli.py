@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +19,18 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from rasterio.windows import Window
+from shapely.geometry import box
 
 from georefseg import cli
+from georefseg.errors import OutputExistsError
 from georefseg.models.base import Backend
 from georefseg.models.card import ModelCard
 from georefseg.models.registry import BACKENDS
 from georefseg.protocol import PROTOCOL_VERSION
+from georefseg.segmenter import Segmenter
 from tests.fixtures import WordColourModel, scene_with_square, write_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,9 +165,37 @@ def _bad_cases(tmp_path: Path, scene: Path, real: Path) -> list[tuple[list[str],
     with rasterio.open(tmp_path / "complex.tif", "w", driver="GTiff", width=8, height=8, count=1,
                        dtype="complex64", crs="EPSG:32633", transform=Affine(1, 0, 0, 0, -1, 0)) as d:
         d.write(np.zeros((1, 8, 8), np.complex64))
+    utm = {"driver": "GTiff", "crs": "EPSG:32633", "transform": Affine(1, 0, 300000, 0, -1, 5000000)}
+    with rasterio.open(tmp_path / "nodata.tif", "w", width=64, height=64, count=3, dtype="uint8", nodata=0,
+                       **utm) as d:
+        d.write(np.zeros((3, 64, 64), np.uint8))  # every pixel is nodata
+    with rasterio.open(tmp_path / "nan.tif", "w", width=64, height=64, count=3, dtype="float32", **utm) as d:
+        d.write(np.full((3, 64, 64), np.nan, np.float32))
+    with rasterio.open(tmp_path / "pixel.tif", "w", width=1, height=1, count=3, dtype="uint8", **utm) as d:
+        d.write(np.full((3, 1, 1), 200, np.uint8))
+    with rasterio.MemoryFile() as mem:  # a photo renamed .tif
+        with mem.open(driver="GTiff", width=16, height=16, count=3, dtype="uint8") as d:
+            d.write(np.full((3, 16, 16), 128, np.uint8))
+        rasterio.shutil.copy(mem.name, tmp_path / "photo.tif", driver="JPEG")
+    (tmp_path / "photo.tif.aux.xml").unlink(missing_ok=True)
+    (tmp_path / "mosaic.vrt").write_text(
+        '<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>EPSG:32633</SRS><GeoTransform>300000,1,0,5000000,0,-1'
+        '</GeoTransform><VRTRasterBand dataType="Byte" band="1"><SimpleSource><SourceFilename relativeToVRT="1">'
+        'moved_away.tif</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>')
+    far = tmp_path / "far.geojson"
+    gpd.GeoDataFrame(geometry=[box(10, 50, 10.01, 50.01)], crs=4326).to_file(far)
     edge = real / "rasterio_edge_cases"
     s = str(scene)
     return [
+        (["segment", str(tmp_path / "nodata.tif"), "x"], "nodata.tif has no valid pixels: every pixel of it is nodata"),
+        (["segment", str(tmp_path / "nan.tif"), "x"], "has no valid pixels: every pixel of it is nodata or NaN"),
+        (["segment", str(tmp_path / "pixel.tif"), "x"], "pixel.tif is only 1 × 1 px"),
+        (["segment", str(tmp_path / "photo.tif"), "x"],
+         "photo.tif (a JPEG image, not a GeoTIFF, whatever its name says) has no coordinate reference system"),
+        (["segment", str(tmp_path / "mosaic.vrt"), "x"], "mosaic.vrt is a VRT whose source"),
+        (["segment", s, "x", "--aoi", str(far)], "--aoi does not overlap the scene: in EPSG:32633 it spans"),
+        (["segment", s, "x", "--overlap", "300"],
+         "--overlap 300 must be at least 0 and less than half the tile (256 px)"),
         (["segment", str(tmp_path / "missing.tif"), "x"], "does not exist"),
         (["segment", str(real / "README.md"), "x"], "not a raster"),
         (["segment", str(tmp_path / "empty.tif"), "x"], "not a raster"),
@@ -309,28 +343,78 @@ def test_dataset_train_evaluate_round_trip(capsys, tmp_path):
     assert grounded["n_target"] == scores["n_target"] and 0.0 <= grounded["mIoU"] <= 1.0
 
 
-@pytest.mark.slow
-def test_interrupted_run_exits_130_and_leaves_nothing(tmp_path):
-    """SIGINT (Ctrl-C) or SIGTERM mid-run: exit 130, one error event, no output, no working folder."""
-    import signal
+# Every phase boundary, under SIGTERM and SIGKILL, half of them with an older pair of outputs in
+# place (alternating, so that each phase, each signal and each state is met); and Ctrl-C once.
+PHASES = ["load", "open", "infer", "vectorize", "ground", "write"]
+KILLS = [(phase, sig, older) for i, phase in enumerate(PHASES)
+         for sig, older in ((signal.SIGTERM, i % 2 == 0), (signal.SIGKILL, i % 2 == 1))] + [
+    ("infer", signal.SIGINT, True)]
 
-    out = tmp_path / "out"
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # As from a terminal: a shell's background job inherits SIGINT ignored, and Python then never raises
-        # KeyboardInterrupt for it, so the test does not depend on how its own runner was started.
-        proc = subprocess.Popen([sys.executable, "-m", "georefseg.cli", "segment", str(SAMPLE), "the storage tank",
-                                 "-o", str(out / "o.gpkg"), "--prob", str(out / "p.tif"), "--device", "cpu",
-                                 "--progress", "json"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        for line in proc.stderr:
-            if json.loads(line)["event"] == "tiles":  # work has begun: the working folder exists
-                proc.send_signal(sig)
-                break
-        rest = proc.stderr.read()
-        assert proc.wait(timeout=120) == 130, rest
-        last = json.loads(rest.strip().splitlines()[-1])
-        assert last["event"] == "error" and last["exit_code"] == 130 and "interrupted" in last["message"]
-        assert not out.exists()  # no output, no .georefseg-* folder, not even the folder the run made
+
+def _pair(out: Path, prob: Path) -> tuple[int, int] | None:
+    """The outputs' inodes (a rename gives a file a new one), None when neither exists; a mixed
+    pair, one without the other, fails here."""
+    assert out.exists() == prob.exists(), f"a mixed pair: {out} {out.exists()}, {prob} {prob.exists()}"
+    return (out.stat().st_ino, prob.stat().st_ino) if out.exists() else None
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_any_phase_leaves_its_outputs_all_old_or_all_new(tmp_path, tiny_weights):
+    """The polygon layer and the probability raster are one transaction: killed (politely or not) at
+    every phase boundary, a run leaves the pair entirely old or entirely new, says what is true, and
+    the same command run again succeeds and leaves nothing stray."""
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(SAMPLE) as src:  # one 256 px tile of the sample: the tank and the river
+        window = Window(480, 352, 256, 256)
+        with rasterio.open(scene, "w", **{**src.profile, "width": 256, "height": 256,
+                                          "transform": src.window_transform(window)}) as dst:
+            dst.write(src.read(window=window))
+    folder = tmp_path / "maps"
+    out, prob = folder / "o.gpkg", folder / "p.tif"
+    args = ["segment", str(scene), "the storage tank", "-o", str(out), "--prob", str(prob), "--model",
+            str(tiny_weights), "--device", "cpu"]
+    with Segmenter(tiny_weights, device="cpu") as seg:
+        for phase, sig, older in KILLS:
+            if older and _pair(out, prob) is None:
+                seg.run(scene, "the storage tank", out, prob=prob)
+            elif not older and folder.exists():
+                shutil.rmtree(folder)  # no older pair, not even the folder: the run makes it
+            before = _pair(out, prob) if folder.exists() else None
+            command = [*args, "--progress", "json", *(["--overwrite"] if older else [])]
+            # As from a terminal: SIGINT is not ignored in the child, whatever this test's runner does.
+            proc = subprocess.Popen([sys.executable, "-m", "georefseg.cli", *command], stderr=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, text=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            for line in proc.stderr:
+                if line.startswith("{") and json.loads(line).get("phase") == phase:
+                    proc.send_signal(sig)
+                    break
+            rest = proc.stderr.read()
+            code = proc.wait(timeout=300)
+            after = _pair(out, prob) if folder.exists() else None
+            new = after is not None and (before is None or not set(after) & set(before))
+            assert after == before or new, (phase, sig, "the pair is neither all old nor all new")
+            if sig == signal.SIGKILL:
+                assert code == -signal.SIGKILL
+            else:
+                last = json.loads(rest.strip().splitlines()[-1])
+                assert code == 130 and last == {**last, "event": "error", "exit_code": 130}, (phase, sig, rest)
+                assert last["message"] == ("interrupted just after the outputs were written: "
+                                           f"{out}, {prob} are complete" if new else
+                                           "interrupted: no output was written (any that existed are unchanged)")
+                stray = list(folder.iterdir()) if folder.exists() else []
+                assert sorted(p.name for p in stray) == (["o.gpkg", "p.tif"] if after else []), (phase, sig)
+            # The same command again: it clears what a killed run left, and succeeds (or, if the killed run
+            # had finished its outputs, says they exist).
+            rerun = seg.run if older or not new else None
+            if rerun is not None:
+                rerun(scene, "the storage tank", out, prob=prob, overwrite=older)
+            else:
+                with pytest.raises(OutputExistsError, match="already exists"):
+                    seg.run(scene, "the storage tank", out, prob=prob)
+            assert sorted(p.name for p in folder.iterdir()) == ["o.gpkg", "p.tif"], (phase, sig)
+            with rasterio.open(prob) as written:
+                assert written.shape == (256, 256) and "score" in gpd.read_file(out).columns
 
 
 @pytest.fixture
@@ -393,5 +477,38 @@ def test_batch_prints_its_report_and_a_rerun_skips_what_is_done(capsys, tmp_path
     assert report["merged"] == str(out / "merged.gpkg") and gpd.read_file(out / "merged.gpkg").crs.to_epsg() == 4326
     code, stdout, _ = run_here(capsys, "batch", str(scenes), str(out), "--expr", "the storage tanks",
                                "--progress", "none")
-    assert code == 0 and "1 of 1 jobs done (0 run now, 1 finished before), 0 failed" in stdout
-    assert f"merged: {out / 'merged.gpkg'} ({report['merged_features']} features, EPSG:4326)" in stdout
+    summary = " ".join(stdout.split())
+    assert code == 0 and "1 of 1 jobs done, 0 failed; 0 run now in" in summary and "scenes/min" not in summary
+    assert "(1 done before, not run again)" in summary
+    n = report['merged_features']
+    assert f"merged: {out / 'merged.gpkg'} ({n} feature{'' if n == 1 else 's'}, EPSG:4326)" in stdout
+
+
+def test_notes_say_what_happened_in_the_flags_words(capsys, tmp_path, two_roofs):
+    """Guessed bands, a folder made, a layer replaced, candidates left out: each said, in flags."""
+    with rasterio.open(two_roofs) as src:
+        rgb, profile = src.read(), src.profile
+    profile.update(count=12, photometric="MINISBLACK")
+    twelve = tmp_path / "twelve.tif"
+    with rasterio.open(twelve, "w", **profile) as dst:  # 12 bands, none marked red, green or blue
+        dst.write(np.concatenate([rgb, np.zeros((9, *rgb.shape[1:]), rgb.dtype)]))
+        dst.colorinterp = [rasterio.enums.ColorInterp.undefined] * 12
+    out = tmp_path / "new" / "o.gpkg"
+    code, _, err = run_here(capsys, "segment", str(twelve), "the red roofs", "-o", str(out), "--model", "colour",
+                            "--layer", "roofs")
+    said = " ".join(err.split())
+    assert code == 0, err
+    assert "note: read bands 1,2,3 of 12 as red, green, blue (no band is marked as such): choose others with " \
+           "--bands, e.g. 4,3,2" in said
+    assert f"note: created the folder {out.parent} for -o/--output" in said
+    code, _, err = run_here(capsys, "segment", str(twelve), "the red roofs", "-o", str(out), "--model", "colour",
+                            "--layer", "roofs", "--overwrite", "--candidates", "--min-area", "500")
+    said = " ".join(err.split())
+    assert code == 0, err
+    assert f"note: --overwrite replaces layer 'roofs' of {out} (Polygon, 2 features)" in said
+    assert "note: 1 of 2 candidates written (1 smaller than 500 m² (--min-area) not written)" in said
+    code, stdout, err = run_here(capsys, "segment", str(two_roofs), "the red roofs", "-o", str(tmp_path / "p.gpkg"),
+                                 "--model", "colour", "--min-area", "2e6", "--json")
+    doc = json.loads(stdout)
+    assert doc["grounding"]["message"] == "2 selected objects smaller than 2 km² (--min-area) not written"
+    assert doc["notes"] == [doc["grounding"]["message"]]

@@ -40,7 +40,9 @@ def test_a_request_holds_the_reading_the_window_and_the_targets(utm_scene, tmp_p
     assert req.region_crs is not None and req.written_layer == "roofs"
     assert req.outputs == [tmp_path / "out" / "o.gpkg", tmp_path / "p.tif"] and not (tmp_path / "out").exists()
     assert utm_scene.resolve() in req.inputs
-    with pytest.raises(InputError, match="^aoi .* does not overlap the scene"):  # named as the caller named it
+    # Named as the caller named it, with both extents in the scene's CRS (and the AOI's own, as given).
+    words = r"^aoi does not overlap the scene: in EPSG:32633 it spans .* \(0, 0, 1, 1 in EPSG:4326\), the scene "
+    with pytest.raises(InputError, match=words + r"500000.0, 3999850.0, 500200.0, 4000000.0 \(west, south"):
         far = tmp_path / "far.geojson"
         gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs=4326).to_file(far)
         check_request(utm_scene, "x", aoi=far)

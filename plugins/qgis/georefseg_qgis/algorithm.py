@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from qgis.core import (
     QgsProcessing,
@@ -93,26 +94,38 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.FEATURE_COUNT, "Features written"))
         self.addOutput(QgsProcessingOutputString(self.MESSAGE, "What the engine said about the result"))
 
-    def request(self, parameters, context) -> SegmentRequest:
-        """The engine request these parameters describe; a bad one raises QgsProcessingException."""
+    def scene_path(self, parameters, context) -> str:
+        """The raster file INPUT names. A path is passed on as it is: opening it as a layer would
+        make QGIS compute statistics and leave an .aux.xml beside the user's raster. A project
+        layer gives its source."""
+        value = parameters.get(self.INPUT)
+        if isinstance(value, str) and Path(value.split("|")[0]).is_file():
+            return value.split("|")[0]
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException("INPUT: not a raster layer")
         if layer.providerType() != "gdal":
             raise QgsProcessingException(f"INPUT: {layer.name()} is a {layer.providerType()} layer; georefseg reads "
                                          "raster files (GeoTIFF, COG, VRT): save it as a GeoTIFF first")
+        return layer.source().split("|")[0]
+
+    def request(self, parameters, context) -> SegmentRequest:
+        """The engine request these parameters describe; a bad one raises QgsProcessingException."""
+        scene = self.scene_path(parameters, context)
         expression = self.parameterAsString(parameters, self.EXPRESSION, context).strip()
         if not expression:
             raise QgsProcessingException("EXPRESSION: empty; say what to find, e.g. the large storage tank")
-        bbox = None
+        bbox = bbox_crs = None
         if parameters.get(self.EXTENT) not in (None, ""):
-            # In the raster's CRS whatever CRS the extent came in: Processing reprojects it.
-            bbox = bbox_argument(self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs()))
+            # In the extent's own CRS: the engine reprojects it to the raster's (pyproj, densified edges).
+            bbox = bbox_argument(self.parameterAsExtent(parameters, self.EXTENT, context))
+            extent_crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+            bbox_crs = crs_argument(extent_crs) if extent_crs.isValid() else None
         output, table = split_destination(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
         prob = self.parameterAsOutputLayer(parameters, self.PROB, context) if parameters.get(self.PROB) else None
         min_area = parameters.get(self.MIN_AREA)
         return SegmentRequest(
-            scene=layer.source().split("|")[0], expression=expression, output=output,
+            scene=scene, expression=expression, output=output,
             layer=table,
             model=self.parameterAsString(parameters, self.MODEL, context).strip() or "tiny",
             checkpoint=self.parameterAsFile(parameters, self.CHECKPOINT, context) or None,
@@ -121,7 +134,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             self.parameterAsDouble(parameters, self.THRESHOLD, context),
             min_area_m2=None if min_area in (None, "") else self.parameterAsDouble(parameters, self.MIN_AREA, context),
             candidates=self.parameterAsBoolean(parameters, self.CANDIDATES, context),
-            bbox=bbox, bbox_crs=None if bbox is None else crs_argument(layer.crs()), prob=prob or None)
+            bbox=bbox, bbox_crs=bbox_crs, prob=prob or None)
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:
         request = self.request(parameters, context)
@@ -147,6 +160,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         message = (result.get("grounding") or {}).get("message") or ""
         if message:
             feedback.pushInfo(message)
-        feedback.pushInfo(f"{result.get('feature_count', 0)} features written to {result['output']}")
+        count = result.get("feature_count", 0)
+        feedback.pushInfo(f"{count} {'feature' if count == 1 else 'features'} written to {result['output']}")
         return {self.OUTPUT: vector_source(request.output, result.get("layer")), self.PROB: request.prob,
                 self.FEATURE_COUNT: result.get("feature_count", 0), self.MESSAGE: message}

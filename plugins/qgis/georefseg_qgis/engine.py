@@ -21,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MIN_VERSION = (0, 1, 0)
-REQUIREMENT = "georefseg>=" + ".".join(map(str, MIN_VERSION))
-INSTALL = f'python3 -m pip install "{REQUIREMENT}"'
-UPGRADE = f'python3 -m pip install --upgrade "{REQUIREMENT}"'
-WHERE = "set its path in Plugins ▸ georefseg ▸ Settings"
+# georefseg is distributed as its source (the repository this plugin comes from) and the wheel
+# built from it (`python -m build`), not from PyPI: the commands name that source.
+SOURCE = "<georefseg source folder or wheel>"
+INSTALL = f"python3 -m venv ~/georefseg && ~/georefseg/bin/pip install {SOURCE}"
+UPGRADE = f"~/georefseg/bin/pip install --upgrade {SOURCE} (version {'.'.join(map(str, MIN_VERSION))} or newer)"
+ENV_VARIABLE = "GEOREFSEG_EXECUTABLE"  # the engine's path where there is no Settings dialog (servers, qgis_process)
+WHERE = f"set its path in Plugins ▸ georefseg ▸ Settings (or in {ENV_VARIABLE})"
 EXE = "georefseg.exe" if sys.platform == "win32" else "georefseg"
 # Where an environment keeps its programs: <env>/bin on Linux and macOS, <env>/Scripts on Windows.
 ENV_FOLDERS = ("bin", "Scripts", "")
@@ -82,14 +85,16 @@ def find_executable(configured: str | None = None) -> str:
     ----------
     configured : str, optional
         What the user set: the executable itself, or the folder of a venv or conda environment
-        (its ``bin/`` or ``Scripts/`` is searched). Empty or None: search PATH, then the active
-        conda environment or venv, then ``~/.local/bin`` (pipx, ``pip install --user``).
+        (its ``bin/`` or ``Scripts/`` is searched). Empty or None: ``$GEOREFSEG_EXECUTABLE``
+        (the same, for machines without the Settings dialog), else search PATH, then the
+        active conda environment or venv, then ``~/.local/bin`` (pipx, ``pip install --user``).
 
     Raises
     ------
     EngineError
         Nothing usable is there; the message gives the install command.
     """
+    configured = configured or os.environ.get(ENV_VARIABLE, "").strip()
     if configured:
         path = Path(configured).expanduser()
         found = _in_folder(path) if path.is_dir() else (path if path.is_file() else None)
@@ -105,8 +110,8 @@ def find_executable(configured: str | None = None) -> str:
         found = _in_folder(Path(home))
         if found is not None:
             return str(found)
-    raise EngineError(f"georefseg engine not found: install it with: {INSTALL} (in a Python ≥ 3.10 environment "
-                      f"of its own), then {WHERE} or put it on PATH")
+    raise EngineError(f"georefseg engine not found: install it with: {INSTALL} (Python ≥ 3.10), then {WHERE} "
+                      "or put it on PATH")
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="xdg-"))
+MADE: list[str] = []  # the folders this session makes outside pytest's tmp_path: removed at its end
+if "XDG_RUNTIME_DIR" not in os.environ:
+    MADE.append(tempfile.mkdtemp(prefix="xdg-"))
+    os.environ["XDG_RUNTIME_DIR"] = MADE[-1]
 
 HERE = Path(__file__).resolve().parent
 PLUGIN_ROOT = HERE.parent  # plugins/qgis: the folder that holds the georefseg_qgis package
@@ -28,6 +31,7 @@ for path in (str(PLUGIN_ROOT), QGIS_PLUGINS):
 from qgis.core import QgsApplication  # noqa: E402
 
 PROFILE = Path(tempfile.mkdtemp(prefix="qgis-profile-"))
+MADE.append(str(PROFILE))
 APP = QgsApplication([], True, str(PROFILE))  # its settings live in this fresh profile, not the user's
 APP.initQgis()
 
@@ -112,3 +116,9 @@ def pytest_collection_modifyitems(items) -> None:
     """Every test here runs in real QGIS: marked ``qgis``, so a run can pick them (-m qgis) or leave them."""
     for item in items:
         item.add_marker(pytest.mark.qgis)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Leave no /tmp/qgis-profile-* or /tmp/xdg-* folder behind."""
+    for folder in MADE:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -7,7 +7,15 @@ import stat
 from pathlib import Path
 
 import pytest
-from georefseg_qgis.engine import INSTALL, UPGRADE, EngineError, check_engine, find_executable, parse_version
+from georefseg_qgis.engine import (
+    ENV_VARIABLE,
+    INSTALL,
+    UPGRADE,
+    EngineError,
+    check_engine,
+    find_executable,
+    parse_version,
+)
 
 
 def program(folder: Path, body: str) -> Path:
@@ -34,7 +42,16 @@ def test_found_on_path_when_nothing_is_set(engine_path, monkeypatch):
     assert find_executable("") == engine_path
 
 
+def test_the_environment_names_the_engine_where_no_setting_does(engine_path, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # not on PATH: found through the variable alone
+    monkeypatch.setenv(ENV_VARIABLE, engine_path)
+    assert check_engine("").path == engine_path
+    monkeypatch.setenv(ENV_VARIABLE, str(Path(engine_path).parent.parent))  # or the environment's folder
+    assert check_engine("").path == engine_path
+
+
 def test_missing_engine_says_the_one_install_line(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VARIABLE, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     for name in ("CONDA_PREFIX", "VIRTUAL_ENV"):
         monkeypatch.delenv(name, raising=False)
@@ -43,6 +60,7 @@ def test_missing_engine_says_the_one_install_line(tmp_path, monkeypatch):
         check_engine("")
     message = str(caught.value)
     assert message.startswith("georefseg engine not found") and INSTALL in message and "\n" not in message
+    assert "pip install <georefseg source folder or wheel>" in message and "GEOREFSEG_EXECUTABLE" in message
     with pytest.raises(EngineError, match="no georefseg engine at /nowhere/georefseg"):
         check_engine("/nowhere/georefseg")
 

