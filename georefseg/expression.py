@@ -86,9 +86,23 @@ _CENTRAL_RE = re.compile(r"\b(?:central|middle|centre|center)(?=\s+[a-z])(?!\s+o
 _FROM_SIDE_RE = re.compile(
     rf"\b(?:counting\s+)?from\s+the\s+(?P<s>{_V}|{_H})(?:\s+{_PART})?(?:\s+of\s+the\s+{_FRAME})?\b")
 _MOST_SIDE_RE = re.compile(rf"\b(?:most|furthest|farthest)\s+(?:to\s+the\s+)?(?P<s>{_V}|{_H})\b(?!\s+(?:of|from)\b)")
+# Distances in metres or kilometres: "within 100 m of", "less than 50 metres from", "more than 2 km
+# from", "30 m from" (about that far: up to 1.5 times it).
+_UNIT = r"(?P<u>m|metres?|meters?|km|kilometres?|kilometers?)"
+_DISTANCE_RE = re.compile(
+    rf"\b(?:(?P<within>within|less\s+than|under|closer\s+than|nearer\s+than|no\s+more\s+than|at\s+most)\s+"
+    rf"|(?P<beyond>more\s+than|over|further\s+than|farther\s+than|at\s+least)\s+)?(?P<d>\d+(?:\.\d+)?)\s*{_UNIT}"
+    rf"\s+(?:away\s+)?(?:of|from|to)\s+(?P<anchor>{_A}[a-z].*?)(?=\s*,|\s+(?:and|that|which|while|but)\s+|$)")
+_KM = ("km", "kilometre", "kilometres", "kilometer", "kilometers")
+# Water bodies and the words for their edges, written as one ("riverbank", "lakeshore") or two
+# ("river bank", "lake side") words: read as "the bank of the river".
+_WATER = r"(?:river|lake|canal|stream|sea|pond|harbour|harbor|bay|creek|reservoir)"
+_EDGE = r"(?:bank|banks|shore|shores|side|front|edge|coast)"
+_COMPOUND_EDGE_RE = re.compile(rf"\b(?:the\s+)?(?P<w>{_WATER})\s?(?P<e>{_EDGE})\b")
+_WATERFRONT_RE = re.compile(r"\b(?:the\s+)?(?:waterfront|waterside|seafront|seashore|seaside|coastline)\b")
 _RELATIONS = {
     "far": r"(?:far|distant|a\s+long\s+way)(?:\s+away)?\s+from|away\s+from|"
-           r"not\s+(?:near|close\s+to|next\s+to|by|beside)",
+           r"not\s+(?:near|close\s+to|next\s+to|by|beside|adjacent\s+to)",
     "nearest": r"(?:closest|nearest)\s+to|(?:closest|nearest)(?=\s+(?:the|a|an)\b)",
     "farthest": r"(?:furthest|farthest|most\s+distant)(?:\s+away)?\s+from",
     "northeast": r"(?:to\s+the\s+)?(?:north[\s-]?east|upper[\s-]right|top[\s-]right)\s+of",
@@ -99,10 +113,21 @@ _RELATIONS = {
     "east": r"(?:to\s+the\s+|on\s+the\s+)?(?:right|east)\s+(?:side\s+)?of|eastwards?\s+of",
     "north": r"above|(?:to\s+the\s+)?north\s+of|up\s+from",
     "south": r"below|beneath|under(?:neath)?|(?:to\s+the\s+)?south\s+of|down\s+from",
-    "near": r"near(?:\s+to)?|nearby|next\s+to|close\s+to|beside|by|adjacent\s+to|along(?:side)?|around|"
-            r"neighbou?ring|bordering|touching|on\s+the\s+(?:edge|bank|banks|shore|shores)\s+of",
-    "within": r"in\s+the\s+(?:middle|centre|center)\s+of|on\s+top\s+of|on|in|inside|within|at|over|upon|"
-              r"across|surrounded\s+by",
+    # Being beside something, in all the ways English says it: adjacency, facing, the edges and
+    # ends of things, the banks and shores of water.
+    "near": r"(?:on|along|at)\s+(?:both|either|each|one|the\s+\w+)\s+sides?\s+of|"
+            r"(?:at|on|by|along)\s+the\s+(?:edge|edges|end|ends|side|sides|foot|mouth|entrance|bank|banks|shore|"
+            r"shores|fringe|fringes|outskirts|rim|perimeter|coast)\s+of|"
+            r"near(?:\s+to)?|nearby|next\s+to|close\s+to|beside|by|adjacent\s+to|adjoining|abutting|"
+            r"alongside|along|around|neighbou?ring|bordering|touching|flanking|facing|overlooking|opposite(?:\s+to)?|"
+            r"across\s+(?:the\s+[a-z]+\s+)?from",
+    # Being in something: containment in all its words.
+    "within": r"in\s+the\s+(?:middle|centre|center|midst)\s+of|on\s+top\s+of|enclosed\s+(?:by|in|within)|"
+              r"contained\s+(?:in|within)|surrounded\s+by|encircled\s+by|ringed\s+by|embedded\s+in|"
+              r"amid(?:st)?|among(?:st)?|inside(?:\s+of)?|within|on|in|at|over|upon|across",
+    # Holding something: the reverse of within ("the compound containing the tanks").
+    "contains": r"(?:that|which)\s+(?:contains?|encloses?|surrounds?)|containing|enclosing|encircling|"
+                r"surrounding|holding",
 }
 _REL_WORDS = "|".join(f"(?:{v})" for v in _RELATIONS.values())
 _ANCHOR_END = rf"(?=\s*,|\s+(?:and|that|which|while|but)\s+|\s+(?:{_REL_WORDS})\s|$)"
@@ -115,6 +140,13 @@ _BETWEEN_RE = re.compile(
     rf"{_ANCHOR_END}")
 _LONE_BETWEEN_RE = re.compile(rf"\b(?:in\s+)?between\s+.*?{_ANCHOR_END}")
 _ORDINAL_RE = re.compile(r"^(?P<n>\d+)(?:st|nd|rd|th)$")
+_UNITS = {"m", "metre", "metres", "meter", "meters", "km", "kilometre", "kilometres", "kilometer", "kilometers"}
+# What is left after every relation the reader knows: a verb or preposition that links the subject to
+# another thing ("the boat carrying the containers", "the house with a red roof") is a relation it
+# cannot judge. It is reported, and kept out of what the tiles are asked.
+_UNKNOWN_LINK_RE = re.compile(
+    r"\b(?P<link>(?:[a-z]{3,}(?:ing|ed))|with|behind|beyond|past|toward|towards|via|through|against|versus|"
+    r"like|unlike|opposite|across|beneath|under|over)\s+(?P<rest>(?:the|a|an)\s+[a-z].*)$")
 # Relations named by a compass direction ("north-east of the lake"), and those that order
 # candidates (a superlative of distance) rather than score each alone.
 DIRECTIONAL = ("west", "east", "north", "south", "northeast", "northwest", "southeast", "southwest")
@@ -140,12 +172,14 @@ class Order:
 
 @dataclass(frozen=True)
 class Relation:
-    """A relation to one anchor (two for ``between``): kind is near, far, within, west, east,
-    north, south, northeast, northwest, southeast, southwest, between, nearest or farthest."""
+    """A relation to one anchor (two for ``between``): kind is near, far, within, contains, west,
+    east, north, south, northeast, northwest, southeast, southwest, between, nearest, farthest,
+    within_m or beyond_m (``metres`` says how far, on the ground)."""
 
     kind: str
     anchors: tuple[Query, ...]
     rank: int = 1  # for nearest and farthest: "the second closest"
+    metres: float | None = None  # for within_m and beyond_m
 
     @property
     def anchor(self) -> Query:
@@ -154,6 +188,8 @@ class Relation:
     def describe(self) -> str:
         names = " and ".join(repr(a.subject) + (f" ({a.order.describe()})" if a.order else "") for a in self.anchors)
         words = {"nearest": "closest to", "farthest": "furthest from", "far": "far from", "within": "in",
+                 "contains": "containing", "within_m": f"within {self.metres:g} m of" if self.metres else "",
+                 "beyond_m": f"more than {self.metres:g} m from" if self.metres else "",
                  **{d: f"{d} of" for d in DIRECTIONAL}}
         prefix = "" if self.rank == 1 else f"{self.rank}{_suffix(self.rank)} "
         return f"{prefix}{words.get(self.kind, self.kind)} {names}"
@@ -207,7 +243,8 @@ class Query:
         return {"subject": self.subject, "number": self.number,
                 "order": None if self.order is None else {"by": self.order.by, "rank": self.order.rank},
                 "region": [_SIDE_NAMES.get(r, "centre") for r in self.region],
-                "relations": [{"kind": r.kind, "rank": r.rank, "anchors": [a.subject for a in r.anchors]}
+                "relations": [{"kind": r.kind, "rank": r.rank, "anchors": [a.subject for a in r.anchors],
+                               **({"metres": r.metres} if r.metres is not None else {})}
                               for r in self.relations],
                 "unused": list(self.unused), "text": self.describe()}
 
@@ -218,10 +255,14 @@ def _suffix(n: int) -> str:
 
 def _normalise(text: str) -> str:
     low = text.lower().replace("’", "'").replace("'s ", " ")
-    low = re.sub(r"[^a-z0-9,\s-]", " ", low)
+    low = re.sub(r"(?<=\d)\.(?=\d)", "zzdotzz", low)  # a decimal point survives the clean-up: "1.5 km"
+    low = re.sub(r"[^a-z0-9,\s-]", " ", low).replace("zzdotzz", ".")
     low = re.sub(r"\b(left|right|top|bottom|upper|lower|far|west|east|north|south)-(most|hand)\b", r"\1\2", low)
     low = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", low)  # "north-east" and "north east" read alike
     low = re.sub(r"\b(left|right)hand\b", r"\1", low)
+    low = re.sub(r"(?<=\d)(?=(?:m|km|metres?|meters?)\b)", " ", low)  # "100m" is "100 m"
+    low = _COMPOUND_EDGE_RE.sub(lambda m: f"the {m['e']} of the {m['w']}", low)  # "the riverbank"
+    low = _WATERFRONT_RE.sub("the shore of the water", low)
     return " ".join(low.replace(",", " , ").split())
 
 
@@ -243,7 +284,7 @@ def _singular(word: str) -> str:
         return word
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
-    if re.search(r"(?:ch|sh|x|z|ss)es$", word):
+    if re.search(r"(?:ch|sh|x|z|ss)es$", word) or word[:-2] in _PLURAL_EXCEPTIONS:  # buses, gases, lenses
         return word[:-2]
     return word[:-1]
 
@@ -278,6 +319,13 @@ def parse_expression(text: str, with_relations: bool = True) -> Query:
         low = _cut(low, m)
     low = _FRAME_RE.sub(" ", low)
     if with_relations:
+        while (m := _DISTANCE_RE.search(low)) is not None:
+            metres = float(m["d"]) * (1000.0 if m["u"] in _KM else 1.0)
+            kind = "beyond_m" if m["beyond"] else "within_m"
+            if not (m["within"] or m["beyond"]):
+                metres *= 1.5  # "30 m from the road": about that far
+            relations.append(Relation(kind, (parse_expression(m["anchor"], with_relations=False),), metres=metres))
+            low = _cut(low, m)
         while (m := _BETWEEN_RE.search(low)) is not None:
             anchors = tuple(parse_expression(m[k], with_relations=False) for k in ("a", "b"))
             relations.append(Relation("between", anchors))
@@ -304,11 +352,21 @@ def parse_expression(text: str, with_relations: bool = True) -> Query:
         region = ((-1, -1),)
         low = _cut(low, m)
 
+    if (m := _UNKNOWN_LINK_RE.search(low)) is not None and m["link"] not in _GLUE:
+        unused.append(f"{m['link']} {m['rest'].strip()}")
+        low = low[:m.start()]
+
     words, order, number, ordinal, forced_one = [], None, 1, None, bool(partitive)
     tokens = low.split()
+    skip = False
     for i, w in enumerate(tokens):
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        if w == ",":
+        if skip or w == ",":
+            skip = False
+            continue
+        if re.fullmatch(r"\d+(?:\.\d+)?", w) and nxt in _UNITS:
+            unused.append(f"{w} {nxt}")  # a distance with nothing the reader can measure it from
+            skip = True
             continue
         if w in _ORDINALS or _ORDINAL_RE.match(w):
             ordinal = _ORDINALS.get(w) or int(_ORDINAL_RE.match(w)["n"])

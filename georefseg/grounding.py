@@ -102,14 +102,22 @@ def _same_object(g: BaseGeometry, anchor: BaseGeometry) -> bool:
     return inter > 0.5 * (g.area + anchor.area - inter)
 
 
-def _relation_score(kind: str, g: BaseGeometry, anchor: BaseGeometry, anchor_is_stuff: bool) -> float:
+def _relation_score(kind: str, g: BaseGeometry, anchor: BaseGeometry, anchor_is_stuff: bool,
+                    limit_px: float | None = None) -> float:
+    """How well ``g`` stands in relation ``kind`` to ``anchor`` (pixels), 0–1; ``limit_px`` is the
+    distance of within_m and beyond_m, in pixels."""
     size = _extent(g) if anchor_is_stuff else max(_extent(g), _extent(anchor))
     d = g.distance(anchor)
     if kind in ("near", "far"):
         near = math.exp(-max(0.0, d - 4.0 - 0.15 * size) / (4.0 + 0.3 * size))
         return near if kind == "near" else 1.0 - near
+    if kind in ("within_m", "beyond_m"):  # a distance on the ground: soft by a tenth of it (a pixel at least)
+        inside = _sigmoid((limit_px - d) / max(1.0, 0.1 * limit_px))
+        return inside if kind == "within_m" else 1.0 - inside
     if kind == "within":
         return g.intersection(anchor.buffer(2.0)).area / max(g.area, 1e-9)
+    if kind == "contains":
+        return anchor.intersection(g.buffer(2.0)).area / max(anchor.area, 1e-9)
     ux, uy = DIRECTIONS[kind]
     a, b = g.centroid, (anchor.centroid if not anchor_is_stuff else nearest_points(anchor, g)[0])
     dx, dy = a.x - b.x, a.y - b.y
@@ -164,8 +172,10 @@ def _order_scores(values: np.ndarray, eligible: np.ndarray, rank: int, number: i
 class _Judge:
     """The pieces every scoring step shares: pixel frame, minimum object size, calibration."""
 
-    def __init__(self, to_pixels: Affine, size: tuple[int, int], min_object_px: float, calibration: Calibration):
+    def __init__(self, to_pixels: Affine, size: tuple[int, int], min_object_px: float, calibration: Calibration,
+                 pixel_size_m: float = 1.0):
         self.to_pixels, self.size, self.min_px, self.cal = to_pixels, size, min_object_px, calibration
+        self.pixel_m = pixel_size_m
 
     def sure(self, cands: list[Candidate], bar: float) -> list[Candidate]:
         """The candidates the model is sure enough of: evidence above ``bar``, calibrated."""
@@ -223,8 +233,9 @@ class _Judge:
                                                      else _between_score(g, a, b) for g in geoms])
             else:
                 stuff = rel.anchor.is_stuff or rel.anchor.number != 1
+                limit = None if rel.metres is None else rel.metres / self.pixel_m
                 parts[f"{rel.kind}:{i}"] = np.array([
-                    max(0.0 if _same_object(g, anchor) else w * _relation_score(rel.kind, g, anchor, stuff)
+                    max(0.0 if _same_object(g, anchor) else w * _relation_score(rel.kind, g, anchor, stuff, limit)
                         for anchor, w in options[0]) for g in geoms])
         if query.order:
             orders.append((query.order.describe(), _order_values(query.order.by, geoms), query.order.rank,
@@ -247,7 +258,7 @@ class _Judge:
 
 def ground(candidates: list[Candidate], query: Query, anchors: dict[str, list[Candidate]] | None = None, *,
            to_pixels: Affine = IDENTITY, size: tuple[int, int] = (1, 1), min_object_px: float = 1.0,
-           calibration: Calibration | None = None) -> Grounding:
+           calibration: Calibration | None = None, pixel_size_m: float = 1.0) -> Grounding:
     """Rank the subject's candidates over the whole scene and select what the query refers to.
 
     Parameters
@@ -261,6 +272,9 @@ def ground(candidates: list[Candidate], query: Query, anchors: dict[str, list[Ca
         relation out (it cannot be judged), and the message says so.
     to_pixels, size
         Map coordinates → the scene's pixel frame, and that frame's (width, height) in pixels.
+    pixel_size_m
+        Metres on the ground per pixel: turns distances said in metres ("within 100 m of the
+        river") into the pixel frame.
     min_object_px
         The model's smallest object, in pixels (see
         :attr:`~georefseg.models.base.ReferringSegmenter.min_object_px`).
@@ -268,7 +282,7 @@ def ground(candidates: list[Candidate], query: Query, anchors: dict[str, list[Ca
         The model's score calibration and cut-offs (default: uncalibrated, cut-offs 0.5).
     """
     cal = calibration or Calibration()
-    judge = _Judge(to_pixels, size, min_object_px, cal)
+    judge = _Judge(to_pixels, size, min_object_px, cal, pixel_size_m)
     if not candidates:
         return Grounding([], [], {}, f"the model found nothing that looks like {query.subject!r} in this scene")
     ranked, found, left_out = judge.rank(candidates, query, anchors or {})

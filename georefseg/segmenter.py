@@ -270,7 +270,7 @@ class Segmenter:
                     emit(protocol.phase("ground"))
                     chosen = ground(found[phrases[0]], query, found, to_pixels=~sc.transform,
                                     size=(sc.width, sc.height), min_object_px=self.card.min_object_px,
-                                    calibration=self.calibration)
+                                    calibration=self.calibration, pixel_size_m=float(np.mean(sc.pixel_size_m())))
                     rows, min_area, written_notes = self._written(chosen, sc)
                     message = "; ".join(filter(None, [chosen.message, *written_notes])) or None
                     features = scene_layer(rows, req.expression, req.scene_id, self.model_name, sc.crs)

@@ -62,6 +62,16 @@ def _names(features: gpd.GeoDataFrame) -> list[str]:
     return names
 
 
+def test_a_container_is_what_holds_its_anchor():
+    """"the compound containing the tank": of two squares, the one the anchor lies inside."""
+    holder, empty = box(0, 0, 40, 40), box(60, 0, 100, 40)
+    cands = [Candidate(g, score=0.9, peak=0.95, pixels=1600, area_m2=1600.0) for g in (empty, holder)]
+    tank = [Candidate(box(10, 10, 20, 20), score=0.9, peak=0.95, pixels=100, area_m2=100.0)]
+    chosen = ground(cands, parse_expression("the compound containing the tank"), {"the tank": tank},
+                    size=(100, 40), min_object_px=4)
+    assert chosen.ranked[0].candidate.geometry.equals(holder) and chosen.selected == [True, False]
+
+
 # One end-to-end case per kind of wording, on the multi-tile scene: what must be written.
 KINDS = [
     ("singular: the referent alone", "the red roof", ["C"]),
@@ -81,6 +91,9 @@ KINDS = [
     ("middle of the image", "the red roof in the middle of the image", ["B"]),
     ("between A and B", "the red roof between the blue river and the yellow tank", ["F"]),
     ("relation to an object", "the red roof left of the yellow tank", ["F"]),
+    # B's near edge is 5 m from the river (10 px at 0.5 m), F's 60 m, A's 120 m: distances on the ground
+    ("within a distance in metres", "the red roofs within 20 m of the blue river", ["B"]),
+    ("beyond a distance in metres", "the red roofs more than 100 m from the blue river", ["A", "C"]),
 ]
 
 
