@@ -5,9 +5,10 @@
 The wordings below were written (with what each should read as) before the reader they check was
 run on them — batch 1 before the reader's relation families were extended, batch 2 after they were
 built and before they were run on it — and are never tuned to: a wording read wrong stays in the
-list and counts against the reader. Each names the subject the tiles are asked for, how many objects are meant (1, N, or None
-for "all"), the order, the region and the relations (kind and anchors); a reading is right when all
-of these match and no word is left unused that the wording meant. Prints the first-try rate and,
+list and counts against the reader. Each names the subject the tiles are asked for, how many
+objects are meant (1, N, or None for "all"), the order, the region and the relations (kind and
+anchors); a reading is right when all of these match and no word is left unused that the wording
+meant. Prints the first-try rate and,
 with ``--show``, every wording read otherwise.
 """
 
