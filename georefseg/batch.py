@@ -33,7 +33,7 @@ from pyproj.exceptions import CRSError
 from georefseg import protocol
 from georefseg.archive import SceneRef, expressions_from_csv, find_scenes
 from georefseg.atomic import process_alive, remove_stale, working_folder, write_text
-from georefseg.cluster import connect_scheduler, local_cluster
+from georefseg.cluster import connect_scheduler, dask_warnings, local_cluster
 from georefseg.errors import BatchInterrupted, GeorefsegError, InputError
 from georefseg.formats import VectorFormat, format_named
 from georefseg.manifest import Job, Manifest, job_key
@@ -305,46 +305,48 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     jobs = plan_jobs(scenes, texts, per_scene, job_options, vector)
     outdir = Path(outdir)
     _check_not_running(outdir)
-    # An unreachable scheduler is refused before anything is written.
-    client = None if scheduler is None else connect_scheduler(scheduler)
-    scratch = None
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        _lock(outdir)
-        for folder in [outdir, *(outdir / "scenes").glob("*")]:
-            remove_stale(folder)  # parts and working folders of runs that were killed
-        if workers is not None:  # Dask's scratch space in the run's own working folder, removed at the end
-            scratch = working_folder(outdir)
-            client = local_cluster(workers, local_directory=scratch, quiet=not verbose)
-        with Manifest(outdir / "manifest.sqlite") as manifest:
-            manifest.add(jobs)
-            run_id = manifest.start_run({"source": str(source), "expressions": texts, "csv": str(expressions_csv),
-                                         "options": job_options, "crs": target_crs.to_string()})
-            state = manifest.status([j.key for j in jobs])
-            todo = [j for j in jobs if _needs_run(state[j.key], outdir, retry_failed)]
-            failed_before = sum(state[j.key]["status"] == "failed" for j in jobs if j not in todo)
-            dashboard = None if client is None else client.dashboard_link
-            emit(protocol.batch(len(jobs), len(todo), len(jobs) - len(todo), workers, dashboard))
-            payload = {"model": backend.name, "weights": weights_path, "device": device, "options": options.to_dict()}
-            try:
-                losses = _run_jobs(todo, outdir, payload, manifest, client, emit)
-            except KeyboardInterrupt:
-                done = sum(r["status"] == "done" for r in manifest.status([j.key for j in jobs]).values())
-                raise BatchInterrupted(f"interrupted: {done} of {len(jobs)} jobs are finished and kept in {outdir}; "
-                                       "run the same command again to do the rest") from None
-            report = _finish(jobs, manifest, outdir, vector, target_crs, t0, ran=len(todo), workers=workers,
-                             dashboard=dashboard, losses=losses, failed_before=failed_before)
-            manifest.finish_run(run_id, report.to_dict())
-    finally:
-        if outdir.is_dir():
-            (outdir / LOCK).unlink(missing_ok=True)
-        if client is not None:
-            cluster = client.cluster
-            client.close()
-            if cluster is not None and workers is not None:  # the LocalCluster this run started
-                cluster.close()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    with dask_warnings(shown=verbose):  # Dask's own warnings only with --verbose, the level restored after
+        # An unreachable scheduler is refused before anything is written.
+        client = None if scheduler is None else connect_scheduler(scheduler)
+        scratch = None
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+            _lock(outdir)
+            for folder in [outdir, *(outdir / "scenes").glob("*")]:
+                remove_stale(folder)  # parts and working folders of runs that were killed
+            if workers is not None:  # Dask's scratch space in the run's own working folder, removed at the end
+                scratch = working_folder(outdir)
+                client = local_cluster(workers, local_directory=scratch, quiet=not verbose)
+            with Manifest(outdir / "manifest.sqlite") as manifest:
+                manifest.add(jobs)
+                run_id = manifest.start_run({"source": str(source), "expressions": texts, "csv": str(expressions_csv),
+                                             "options": job_options, "crs": target_crs.to_string()})
+                state = manifest.status([j.key for j in jobs])
+                todo = [j for j in jobs if _needs_run(state[j.key], outdir, retry_failed)]
+                failed_before = sum(state[j.key]["status"] == "failed" for j in jobs if j not in todo)
+                dashboard = None if client is None else client.dashboard_link
+                emit(protocol.batch(len(jobs), len(todo), len(jobs) - len(todo), workers, dashboard))
+                payload = {"model": backend.name, "weights": weights_path, "device": device,
+                           "options": options.to_dict()}
+                try:
+                    losses = _run_jobs(todo, outdir, payload, manifest, client, emit)
+                except KeyboardInterrupt:
+                    done = sum(r["status"] == "done" for r in manifest.status([j.key for j in jobs]).values())
+                    raise BatchInterrupted(f"interrupted: {done} of {len(jobs)} jobs are finished and kept in "
+                                           f"{outdir}; run the same command again to do the rest") from None
+                report = _finish(jobs, manifest, outdir, vector, target_crs, t0, ran=len(todo), workers=workers,
+                                 dashboard=dashboard, losses=losses, failed_before=failed_before)
+                manifest.finish_run(run_id, report.to_dict())
+        finally:
+            if outdir.is_dir():
+                (outdir / LOCK).unlink(missing_ok=True)
+            if client is not None:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None and workers is not None:  # the LocalCluster this run started
+                    cluster.close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
     emit(protocol.merged(report.merged_features, report.merged))
     emit(protocol.batch_finished(report.to_dict()))
     return report

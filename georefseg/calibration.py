@@ -38,6 +38,11 @@ class Calibration:
         Where the table comes from (the data it was fitted on), or "uncalibrated".
     reliability
         Optional record of how the calibrated scores did on held-out validation data.
+    unknown
+        The calibrated score of a candidate for an object word the model cannot know (one its
+        vocabulary lacks): the share of such candidates that were right where it was fitted,
+        smoothed (Laplace); None where it was not fitted (such candidates are never selected
+        either way).
     """
 
     raw: tuple[float, ...] = (0.0, 1.0)
@@ -46,6 +51,7 @@ class Calibration:
     select_all: float = 0.5
     source: str = "uncalibrated"
     reliability: dict = field(default_factory=dict, compare=False, hash=False)
+    unknown: float | None = None
 
     def __post_init__(self) -> None:
         raw, cal = np.asarray(self.raw, float), np.asarray(self.calibrated, float)

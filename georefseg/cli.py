@@ -181,6 +181,9 @@ def segment(
         with seg:
             if seg.dashboard_link:
                 report(protocol.cluster(seg.dashboard_link))
+            said = [*request.notes, *filter(None, [seg.vocabulary_note(request.query)])]
+            for note in said[len(request.notes):] if talk else ():
+                _note(note)  # before the run: the model cannot know the object word
             result = seg.execute(request, progress=report)
     finally:
         report.close()
@@ -193,7 +196,7 @@ def segment(
         typer.echo(json.dumps(summary))
     elif not quiet:
         _print_summary(result, expression)
-        for note in result.notes[len(request.notes):] if talk else ():
+        for note in result.notes[len(said):] if talk else ():
             _note(note)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from georefseg.errors import SchedulerError
@@ -39,8 +41,8 @@ def local_cluster(workers: int, threads_per_worker: int = 1, local_directory: st
     dashboard on a free port); closing the client's cluster stops them.
 
     ``local_directory`` holds the workers' scratch space (default: the system's temporary
-    folder); ``quiet`` keeps Dask's own warnings ("Worker process still alive after 4.0
-    seconds, killing") off stderr, letting only its errors through."""
+    folder); ``quiet`` keeps the worker processes' own warnings off stderr, letting only their
+    errors through (for this process's, see :func:`dask_warnings`)."""
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
@@ -49,3 +51,24 @@ def local_cluster(workers: int, threads_per_worker: int = 1, local_directory: st
                            silence_logs=logging.ERROR if quiet else logging.WARNING)
     log.info("started a LocalCluster of %d worker(s): %s", workers, cluster.dashboard_link)
     return Client(cluster, set_as_default=False)
+
+
+@contextmanager
+def dask_warnings(shown: bool) -> Iterator[None]:
+    """Within the block, Dask's own warnings in this process (its scheduler's and nannies': "Worker
+    process still alive after 4.0 seconds, killing") reach stderr only if ``shown``; its errors
+    always do. The level is put back afterwards."""
+    # Dask's configuration gives some of its loggers levels of their own ("distributed.nanny"):
+    # each is raised, and put back after; those made during the block inherit "distributed"'s.
+    names = ["distributed", *(n for n in logging.Logger.manager.loggerDict if n.startswith("distributed."))]
+    loggers = [logging.getLogger(n) for n in names]
+    before = [lg.level for lg in loggers]
+    if not shown:
+        for lg in loggers:
+            if lg.level < logging.ERROR:
+                lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, before, strict=True):
+            lg.setLevel(level)

@@ -22,7 +22,7 @@ ground resolution and in any CRS.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import shapely
@@ -258,7 +258,8 @@ class _Judge:
 
 def ground(candidates: list[Candidate], query: Query, anchors: dict[str, list[Candidate]] | None = None, *,
            to_pixels: Affine = IDENTITY, size: tuple[int, int] = (1, 1), min_object_px: float = 1.0,
-           calibration: Calibration | None = None, pixel_size_m: float = 1.0) -> Grounding:
+           calibration: Calibration | None = None, pixel_size_m: float = 1.0,
+           unknown_word: str | None = None) -> Grounding:
     """Rank the subject's candidates over the whole scene and select what the query refers to.
 
     Parameters
@@ -275,6 +276,10 @@ def ground(candidates: list[Candidate], query: Query, anchors: dict[str, list[Ca
     pixel_size_m
         Metres on the ground per pixel: turns distances said in metres ("within 100 m of the
         river") into the pixel frame.
+    unknown_word
+        The subject's object word when the model cannot know it (see
+        :meth:`~georefseg.models.card.ModelCard.unknown_word`): candidates are still ranked, but
+        none is selected, and their scores are no higher than the calibration's ``unknown``.
     min_object_px
         The model's smallest object, in pixels (see
         :attr:`~georefseg.models.base.ReferringSegmenter.min_object_px`).
@@ -286,6 +291,11 @@ def ground(candidates: list[Candidate], query: Query, anchors: dict[str, list[Ca
     if not candidates:
         return Grounding([], [], {}, f"the model found nothing that looks like {query.subject!r} in this scene")
     ranked, found, left_out = judge.rank(candidates, query, anchors or {})
+    if unknown_word is not None:  # no score can say the model found what it has never learnt
+        cap = 1.0 if cal.unknown is None else cal.unknown
+        ranked = [replace(g, score=min(g.score, cap)) for g in ranked]
+        return Grounding(ranked, [False] * len(ranked), found,
+                         f"nothing selected: the model cannot know {unknown_word!r}")
     number = None if query.is_stuff else query.number
     bar = cal.select_one if number == 1 else cal.select_all
     if number == 1:

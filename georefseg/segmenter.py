@@ -24,6 +24,7 @@ from georefseg.atomic import Transaction
 from georefseg.calibration import Calibration
 from georefseg.cluster import connect_scheduler
 from georefseg.errors import InputError, Interrupted, render
+from georefseg.expression import Query
 from georefseg.grounding import Grounded, Grounding, ground
 from georefseg.models.base import ReferringSegmenter
 from georefseg.models.card import ModelCard
@@ -123,6 +124,27 @@ class Segmenter:
             self._runner = DistributedRunner(self._client, spec, compile_model)
         log.info("%s ready: %d px tiles, %d px overlap, threshold %s", self.model_name, self.tile_px,
                  self.overlap_px, self.threshold)
+
+    def reading(self, query: Query) -> dict:
+        """How the expression was read (:meth:`Query.to_dict`), with an object word this model
+        cannot know among the words it could not use."""
+        reading = query.to_dict()
+        word = self.card.unknown_word(query.subject)
+        if word is not None:
+            reading["unused"].append(word)
+            reading["text"] += f", not known to {self.model_name}: {word!r}"
+        return reading
+
+    def vocabulary_note(self, query: Query) -> str | None:
+        """What to tell a person before the run when this model cannot know the expression's object
+        word (a note template); None when it can."""
+        word = self.card.unknown_word(query.subject)
+        if word is None:
+            return None
+        known = sorted(self.card.vocabulary)
+        listed = ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
+        return (f"{self.model_name} does not know {word!r}: it knows {listed}; nothing is selected "
+                "({candidates} writes what it scores anyway)")
 
     def _set_tiling(self, card: ModelCard) -> None:
         """Tile and overlap (pixels): the options', else the card's; checked together, so that an
@@ -268,9 +290,11 @@ class Segmenter:
                         for phrase, path in zip(phrases, raw, strict=True)}
                     t_vec = time.perf_counter()
                     emit(protocol.phase("ground"))
+                    unknown = self.card.unknown_word(query.subject)
                     chosen = ground(found[phrases[0]], query, found, to_pixels=~sc.transform,
                                     size=(sc.width, sc.height), min_object_px=self.card.min_object_px,
-                                    calibration=self.calibration, pixel_size_m=float(np.mean(sc.pixel_size_m())))
+                                    calibration=self.calibration, pixel_size_m=float(np.mean(sc.pixel_size_m())),
+                                    unknown_word=unknown)
                     rows, min_area, written_notes = self._written(chosen, sc)
                     message = "; ".join(filter(None, [chosen.message, *written_notes])) or None
                     features = scene_layer(rows, req.expression, req.scene_id, self.model_name, sc.crs)
@@ -289,7 +313,7 @@ class Segmenter:
             features=features, output=req.output, probability=req.prob, layer=req.written_layer, scene=info,
             model=self.model_name,
             tiles=len(grid), tiles_skipped=skipped, windows_read=reads, options=self.options,
-            grounding={"reading": query.to_dict(), "passes": phrases,
+            grounding={"reading": self.reading(query), "passes": phrases,
                        "found": {p: len(c) for p, c in found.items()}, "anchors_found": chosen.anchors,
                        "number": query.number, "candidates": len(chosen.ranked),
                        "selected": int(sum(chosen.selected)), "written": len(features),
@@ -297,7 +321,8 @@ class Segmenter:
                        "message": None if message is None else render(message),
                        "threshold": self.threshold, "calibration": self.calibration.source,
                        "cutoffs": {"one": self.calibration.select_one, "all": self.calibration.select_all}},
-            notes=[*req.notes, *run_notes, *filter(None, [message])], message_template=message,
+            notes=[*req.notes, *filter(None, [self.vocabulary_note(query)]), *run_notes, *filter(None, [message])],
+            message_template=message,
             timings={k: round(v, 3) for k, v in timings.items()})
 
     def _check_size(self, sc: Scene, notes: list[str]) -> None:

@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from georefseg.atomic import atomic_path, remove_stale, write_text
-from georefseg.data.samples import ReferringDataset, collate
-from georefseg.data.synth import SyntheticStream
+from georefseg.data.samples import ReferringDataset, collate, object_words
+from georefseg.data.synth import SyntheticStream, object_vocabulary
 from georefseg.errors import DatasetError, TrainingInterrupted
 from georefseg.evaluate import evaluate
 from georefseg.models.base import TextBatch, load_state_strict
+from georefseg.models.card import write_vocabulary
 from georefseg.models.device import resolve_device
 from georefseg.models.tiny import TEXT_PREFIX, TinyConfig, TinyRefSeg, save_tiny
 
@@ -167,6 +168,8 @@ def train(cfg: TrainConfig, resume: bool = False,
         val_set = [s for s in open_dataset(cfg.val_data) if s.split == "val"][: cfg.val_limit] \
             if cfg.val_data else []
 
+    # What the trained weights can know, stored beside them (ModelCard.vocabulary).
+    vocabulary = object_vocabulary() if stream_seed is not None else object_words(s.expression for s in train_set)
     model = TinyRefSeg(TinyConfig(**cfg.model)).to(device)
     if cfg.init:
         from safetensors.torch import load_file
@@ -218,7 +221,7 @@ def train(cfg: TrainConfig, resume: bool = False,
             on_validate(state.step, metrics)
         if metrics["mIoU"] > state.best_miou:
             state.best_miou = metrics["mIoU"]
-            export(model, out / "best.safetensors", cfg, state, metrics)
+            export(model, out / "best.safetensors", cfg, state, metrics, vocabulary)
 
     model.train()
     t0, seen_loss = time.time(), []
@@ -270,16 +273,19 @@ def train(cfg: TrainConfig, resume: bool = False,
     if not state.history or "val" not in state.history[-1]:
         validate()
     if not (out / "best.safetensors").exists():
-        export(model, out / "best.safetensors", cfg, state, None)
+        export(model, out / "best.safetensors", cfg, state, None, vocabulary)
     checkpoint()
-    export(model, out / "last.safetensors", cfg, state, None)
+    export(model, out / "last.safetensors", cfg, state, None, vocabulary)
     write_text(out / "history.json", json.dumps(state.history, indent=1))
     return state
 
 
-def export(model: TinyRefSeg, path: Path, cfg: TrainConfig, state: TrainState, metrics: dict | None) -> None:
-    """Weights as safetensors plus a JSON with the model config and the training recipe."""
+def export(model: TinyRefSeg, path: Path, cfg: TrainConfig, state: TrainState, metrics: dict | None,
+           vocabulary: set[str]) -> None:
+    """Weights as safetensors, a JSON with the model config and the training recipe, and the
+    object words of the training data (``NAME.vocabulary.json``)."""
     recipe = {"model": "tiny", "config": model.config.to_dict(), "recipe": asdict(cfg),
               "step": state.step, "epoch": state.epoch, "val_metrics": metrics}
     save_tiny(model, path, extra={"step": state.step})
     write_text(path.with_suffix(".json"), json.dumps(recipe, indent=2))
+    write_vocabulary(path, vocabulary, f"the object words of the training data ({cfg.data}, train split)")

@@ -91,6 +91,14 @@ def test_json_result_and_progress_events_in_a_subprocess(tmp_path, tiny_weights,
         assert p.crs.to_epsg() == 32633 and p.shape == (200, 300)
 
 
+def test_no_bar_is_drawn_where_nobody_watches(tmp_path, tiny_weights, scene):
+    """stderr is a pipe here, as in a log or a program: no progress bar is drawn into it."""
+    r = run("segment", str(scene), "the red roof", "-o", str(tmp_path / "o.gpkg"), "--model", str(tiny_weights),
+            "--device", "cpu", "--tile", "128", "--overlap", "32", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "━" not in r.stderr and "segmenting" not in r.stderr and json.loads(r.stdout)["tiles"] == 6
+
+
 def test_a_mistake_in_a_subprocess_is_one_line_and_exit_2(tmp_path, scene):
     r = run("segment", str(scene), "x", "-o", str(tmp_path / "o.kml"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
@@ -283,6 +291,8 @@ def test_bad_input_gets_one_line_and_exit_2(capsys, tmp_path, scene, real_scenes
     before, scene_before = _hashes(tmp_path), _hashes(scene.parent)
     paths = set(tmp_path.rglob("*"))
     for args, words in cases:
+        if args[0] == "segment" and args[2] == "x":  # an object word the model knows: no note before the error
+            args = [*args[:2], "the tank", *args[3:]]
         argv = [*args, "-o", str(tmp_path / "out.gpkg")] if args[0] == "segment" and "-o" not in args else args
         code, out, err = run_here(capsys, *argv)
         assert code == 2, (args, err)
@@ -512,3 +522,21 @@ def test_notes_say_what_happened_in_the_flags_words(capsys, tmp_path, two_roofs)
     doc = json.loads(stdout)
     assert doc["grounding"]["message"] == "2 selected objects smaller than 2 km² (--min-area) not written"
     assert doc["notes"] == [doc["grounding"]["message"]]
+
+
+def test_an_object_word_the_model_cannot_know_is_said_and_selects_nothing(capsys, tmp_path):
+    """tiny never learnt 'elephant': it says so before the run, lists the word as not understood, and
+    selects nothing; --candidates still writes what it scores, none selected."""
+    out = tmp_path / "o.gpkg"
+    code, stdout, err = run_here(capsys, "segment", str(SAMPLE), "the purple elephant near the river", "-o",
+                                 str(out), "--device", "cpu", "--bbox", "455384,4989488,455640,4989744", "--json")
+    doc = json.loads(stdout)
+    assert code == 0 and doc["feature_count"] == 0 and len(gpd.read_file(out)) == 0
+    assert doc["grounding"]["reading"]["unused"] == ["elephant"] and doc["grounding"]["selected"] == 0
+    assert doc["notes"][0].startswith("tiny does not know 'elephant': it knows aircraft, airplane, boat, building")
+    assert doc["notes"][0].endswith("nothing is selected (--candidates writes what it scores anyway)")
+    code, _, err = run_here(capsys, "segment", str(SAMPLE), "the purple elephant", "-o", str(out), "--device", "cpu",
+                            "--bbox", "455384,4989488,455640,4989744", "--candidates", "--overwrite")
+    written = gpd.read_file(out)
+    assert code == 0 and "note: tiny does not know 'elephant'" in " ".join(err.split())
+    assert not written["selected"].any()  # listed with their scores, none said to be the referent

@@ -40,6 +40,10 @@ def test_train_exports_weights_that_load(dataset, tmp_path):
     vals = []
     state = train(_cfg(dataset, run, max_steps=6), on_validate=lambda s, m: vals.append(s))
     assert not left.exists() and not [p for p in run.iterdir() if p.name.endswith(".part")]
+    # What the weights can know is stored beside them: the object words of the training split.
+    vocabulary = json.loads((run / "best.vocabulary.json").read_text())["nouns"]
+    assert vocabulary and all(len(w.split()) <= 4 and not w.startswith("the ") for w in vocabulary)
+    assert load_model(str(run / "best.safetensors"), device="cpu").card.vocabulary == tuple(vocabulary)
     assert state.step == 6 and vals == [3, 6]
     recipe = json.loads((tmp_path / "run" / "best.json").read_text())
     assert recipe["config"]["widths"] == SMALL["widths"] and recipe["recipe"]["lr"] == 2e-3

@@ -89,3 +89,17 @@ def collate(batch: list[dict]) -> dict:
             "present": torch.tensor([b["present"] for b in batch]),
             "expression": [b["expression"] for b in batch],
             "id": [b["id"] for b in batch]}
+
+
+def object_words(expressions) -> set[str]:
+    """The object words a set of training expressions names: each subject as the reader asks the
+    model for it, without its article ("the white storage tanks" → "white storage tank"). What a
+    model trained on them can know (:meth:`georefseg.models.card.ModelCard.unknown_word` reads
+    the last word of each)."""
+    from georefseg.expression import parse_expression
+
+    words = set()
+    for text in expressions:
+        subject = parse_expression(text).subject
+        words.add(" ".join(w for w in subject.split() if w not in ("the", "a", "an")))
+    return {w for w in words if w}

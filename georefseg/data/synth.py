@@ -371,6 +371,15 @@ STUFF_WORDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def object_vocabulary() -> set[str]:
+    """Every object word the synthetic scenes' expressions use: what a model trained on them knows."""
+    from georefseg.data.expressions import SYNONYMS
+    from georefseg.data.samples import object_words
+
+    return object_words([*(n for names in SYNONYMS.values() for n in names),
+                         *(w for words in STUFF_WORDS.values() for w in words)])
+
+
 def _stuff_sample(scene: SynthScene, rng: np.random.Generator) -> Sample:
     """"the river" (all river in view), or an absent one when the scene has none."""
     name = str(rng.choice(list(STUFF_WORDS)))

@@ -12,10 +12,14 @@ Imports no deep-learning library.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from georefseg.atomic import write_text
 from georefseg.calibration import Calibration
+from georefseg.errors import ModelError
 
 DENSE_THRESHOLD = 0.5  # the probability from which a pixel of a dense map belongs to an object
 
@@ -50,6 +54,10 @@ class ModelCard:
         then takes its objects from the model's instances, not from the blended map.
     calibration : Calibration
         How raw scores map to chances (uncalibrated when none is stored beside the weights).
+    vocabulary : tuple of str or None
+        The object words the weights were trained on ("storage tank", "ship", …), stored beside
+        them (``NAME.vocabulary.json``); ``None``: an open vocabulary (any noun phrase; the
+        model's own scores decide), or weights that do not say.
     """
 
     family: str
@@ -60,6 +68,18 @@ class ModelCard:
     threshold: float = DENSE_THRESHOLD
     instances: bool = False
     calibration: Calibration = field(default_factory=Calibration)
+    vocabulary: tuple[str, ...] | None = None
+
+    def unknown_word(self, subject: str) -> str | None:
+        """The object word of ``subject`` (its last word: "the white storage tank" → "tank") when
+        the weights cannot know it, i.e. no word of their vocabulary ends so; None when they can,
+        or when the vocabulary is open."""
+        if self.vocabulary is None:
+            return None
+        words = [w for w in re.findall(r"[a-z]+", subject.lower()) if w not in ("the", "a", "an")]
+        if not words:
+            return subject.strip() or "(nothing)"
+        return None if words[-1] in {v.split()[-1] for v in self.vocabulary} else words[-1]
 
     @property
     def min_object_px(self) -> int:
@@ -78,4 +98,29 @@ class ModelCard:
         return {"family": self.family, "weights": None if self.weights is None else str(self.weights),
                 "tile_size": self.tile_size, "min_overlap": self.min_overlap, "output_stride": self.output_stride,
                 "min_object_px": self.min_object_px, "threshold": self.threshold, "instances": self.instances,
-                "calibration": self.calibration.source}
+                "calibration": self.calibration.source,
+                "vocabulary": None if self.vocabulary is None else list(self.vocabulary)}
+
+
+def vocabulary_path(weights: Path) -> Path:
+    """Where the vocabulary of a weights file lives: ``NAME.vocabulary.json`` beside it."""
+    return weights.with_name(weights.stem + ".vocabulary.json")
+
+
+def read_vocabulary(weights: Path | None) -> tuple[str, ...] | None:
+    """The object words stored beside ``weights`` (None when there is no such file: an open
+    vocabulary, or weights that do not say)."""
+    path = None if weights is None or not weights.is_file() else vocabulary_path(weights)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return tuple(str(w) for w in json.loads(path.read_text(encoding="utf-8"))["nouns"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path} is not a vocabulary file georefseg wrote ({exc})") from exc
+
+
+def write_vocabulary(weights: Path, nouns, source: str) -> Path:
+    """Store the object words ``weights`` were trained on beside them (sorted, once each)."""
+    path = vocabulary_path(weights)
+    write_text(path, json.dumps({"nouns": sorted(set(nouns)), "source": source}, indent=1) + "\n")
+    return path

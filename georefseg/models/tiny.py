@@ -37,7 +37,7 @@ from georefseg.models.base import (
     safetensors_metadata,
     saved_config,
 )
-from georefseg.models.card import ModelCard
+from georefseg.models.card import ModelCard, read_vocabulary
 from georefseg.models.layers import PWAM, AdaptiveRotatedConv2d
 from georefseg.models.text import MiniLMEncoder
 
@@ -60,9 +60,10 @@ class TinyConfig:
     min_overlap: int = 64
 
     def card(self, weights: Path | None = None) -> ModelCard:
-        """The model card of weights of this architecture (calibration: the file beside them)."""
+        """The model card of weights of this architecture (calibration and vocabulary: the files
+        beside them)."""
         return ModelCard("tiny", weights, self.tile_size, self.min_overlap, OUTPUT_STRIDE,
-                         calibration=Calibration.beside(weights))
+                         calibration=Calibration.beside(weights), vocabulary=read_vocabulary(weights))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from georefseg.errors import ModelError, WeightsNotFoundError
+from georefseg.expression import parse_expression
 from georefseg.models import list_models, load_model
 from georefseg.models.device import resolve_device
 from georefseg.models.registry import BACKENDS, read_card
@@ -101,3 +102,13 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_the_shipped_card_knows_what_tiny_was_trained_on():
+    card = read_card("tiny")
+    assert {"storage tank", "ship", "river"} <= set(card.vocabulary)
+    assert card.unknown_word("the white storage tank") is None
+    assert card.unknown_word(parse_expression("the oil tanks near the river").subject) is None  # as the reader asks
+    assert card.unknown_word("the purple elephant") == "elephant" and card.unknown_word("the --help") == "help"
+    assert card.unknown_word("油罐") == "油罐"  # nothing the reader can read as English is known
+    assert read_card("rmsin").vocabulary is None  # an open vocabulary: its own scores decide
