@@ -201,10 +201,6 @@ class Transaction:
         """At the commit, ``target`` is removed (an old sidecar the new output has none of)."""
         self._moves.append((None, Path(target).absolute()))
 
-    @property
-    def targets(self) -> list[Path]:
-        return [target for _, target in self._moves]
-
     def commit(self) -> None:
         """Make every change: the journal first (the commit point), then the renames."""
         # The journal's own folder last, so that a kill during the clean-up leaves nothing to redo.

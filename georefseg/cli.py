@@ -530,7 +530,7 @@ INTERRUPTED = "interrupted: no output was written (any that existed are unchange
 def _fail(message: str, code: int) -> int:
     events = _state.get("events")
     if events is not None:  # a program reads stderr: the error is one more JSON line
-        events({"event": "error", "message": message, "exit_code": code})
+        events(protocol.error(message, code))
     else:
         err.print(message, highlight=False, soft_wrap=True, markup=False)
     return code
