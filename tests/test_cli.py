@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
@@ -91,12 +91,13 @@ def test_json_result_and_progress_events_in_a_subprocess(tmp_path, tiny_weights,
         assert p.crs.to_epsg() == 32633 and p.shape == (200, 300)
 
 
-def test_no_bar_is_drawn_where_nobody_watches(tmp_path, tiny_weights, scene):
-    """stderr is a pipe here, as in a log or a program: no progress bar is drawn into it."""
-    r = run("segment", str(scene), "the red roof", "-o", str(tmp_path / "o.gpkg"), "--model", str(tiny_weights),
-            "--device", "cpu", "--tile", "128", "--overlap", "32", "--json")
-    assert r.returncode == 0, r.stderr
-    assert "━" not in r.stderr and "segmenting" not in r.stderr and json.loads(r.stdout)["tiles"] == 6
+def test_no_bar_is_drawn_where_nobody_watches(capsys, tmp_path, tiny_weights, scene):
+    """stderr is not a terminal here, as in a log or a program's pipe: no progress bar is drawn into it."""
+    code, stdout, err = run_here(capsys, "segment", str(scene), "the red roof", "-o", str(tmp_path / "o.gpkg"),
+                                 "--model", str(tiny_weights), "--device", "cpu", "--tile", "128", "--overlap", "32",
+                                 "--json")
+    assert code == 0, err
+    assert "━" not in err and "segmenting" not in err and json.loads(stdout)["tiles"] == 6
 
 
 def test_a_mistake_in_a_subprocess_is_one_line_and_exit_2(tmp_path, scene):
@@ -379,18 +380,21 @@ def test_a_run_killed_at_any_phase_leaves_its_outputs_all_old_or_all_new(tmp_pat
         with rasterio.open(scene, "w", **{**src.profile, "width": 256, "height": 256,
                                           "transform": src.window_transform(window)}) as dst:
             dst.write(src.read(window=window))
-    folder = tmp_path / "maps"
-    out, prob = folder / "o.gpkg", folder / "p.tif"
-    args = ["segment", str(scene), "the storage tank", "-o", str(out), "--prob", str(prob), "--model",
-            str(tiny_weights), "--device", "cpu"]
     with Segmenter(tiny_weights, device="cpu") as seg:
-        for phase, sig, older in KILLS:
-            if older and _pair(out, prob) is None:
+        cases = []
+        for i, (phase, sig, older) in enumerate(KILLS):  # a folder each, older pair first where there is one
+            folder = tmp_path / f"maps{i}"
+            out, prob = folder / "o.gpkg", folder / "p.tif"
+            if older:
+                folder.mkdir()
                 seg.run(scene, "the storage tank", out, prob=prob)
-            elif not older and folder.exists():
-                shutil.rmtree(folder)  # no older pair, not even the folder: the run makes it
-            before = _pair(out, prob) if folder.exists() else None
-            command = [*args, "--progress", "json", *(["--overwrite"] if older else [])]
+            cases.append((phase, sig, older, folder, out, prob, _pair(out, prob) if older else None))
+
+        def kill(case) -> tuple[int, str]:
+            """Run the command in a process of its own and send it the signal at the phase's event."""
+            phase, sig, older, folder, out, prob, _ = case
+            command = ["segment", str(scene), "the storage tank", "-o", str(out), "--prob", str(prob), "--model",
+                       str(tiny_weights), "--device", "cpu", "--progress", "json", *(["--overwrite"] if older else [])]
             # As from a terminal: SIGINT is not ignored in the child, whatever this test's runner does.
             proc = subprocess.Popen([sys.executable, "-m", "georefseg.cli", *command], stderr=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, text=True,
@@ -400,7 +404,11 @@ def test_a_run_killed_at_any_phase_leaves_its_outputs_all_old_or_all_new(tmp_pat
                     proc.send_signal(sig)
                     break
             rest = proc.stderr.read()
-            code = proc.wait(timeout=300)
+            return proc.wait(timeout=300), rest
+
+        with ThreadPoolExecutor(2) as pool:  # two runs at a time: each is its own process and folder
+            ended = list(pool.map(kill, cases))
+        for (phase, sig, older, folder, out, prob, before), (code, rest) in zip(cases, ended, strict=True):
             after = _pair(out, prob) if folder.exists() else None
             new = after is not None and (before is None or not set(after) & set(before))
             assert after == before or new, (phase, sig, "the pair is neither all old nor all new")
@@ -412,13 +420,12 @@ def test_a_run_killed_at_any_phase_leaves_its_outputs_all_old_or_all_new(tmp_pat
                 assert last["message"] == ("interrupted just after the outputs were written: "
                                            f"{out}, {prob} are complete" if new else
                                            "interrupted: no output was written (any that existed are unchanged)")
-                stray = list(folder.iterdir()) if folder.exists() else []
+                stray = list(folder.iterdir()) if folder.exists() else []  # not even the folder the run made
                 assert sorted(p.name for p in stray) == (["o.gpkg", "p.tif"] if after else []), (phase, sig)
             # The same command again: it clears what a killed run left, and succeeds (or, if the killed run
             # had finished its outputs, says they exist).
-            rerun = seg.run if older or not new else None
-            if rerun is not None:
-                rerun(scene, "the storage tank", out, prob=prob, overwrite=older)
+            if older or not new:
+                seg.run(scene, "the storage tank", out, prob=prob, overwrite=older)
             else:
                 with pytest.raises(OutputExistsError, match="already exists"):
                     seg.run(scene, "the storage tank", out, prob=prob)
