@@ -74,20 +74,19 @@ class Scene:
             self.colorinterp = list(src.colorinterp)
             self.has_overviews = bool(src.overviews(1))
             self.driver = src.driver
-            files = list(src.files)
-        missing = [f for f in files[1:] if "://" not in f and not f.startswith("/vsi") and not Path(f).exists()]
-        if self.driver == "VRT" and missing:
+            sources = list(src.files)[1:] if self.driver == "VRT" else []
+        missing = [f for f in sources if "://" not in f and not f.startswith("/vsi") and not Path(f).exists()]
+        if missing:
             raise InputError(f"{self.path} is a VRT whose source {missing[0]} is missing"
                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                              + ": put it back where the VRT says (relative paths are relative to the .vrt), "
                              "or build the VRT again")
         if self.crs is None:
+            fix = (f"assign one first, e.g. gdal_edit.py -a_srs EPSG:32633 {self.path}" if self.driver == "GTiff" else
+                   "make a georeferenced GeoTIFF of it, e.g. gdal_translate -a_srs EPSG:32633 -a_ullr WEST NORTH "
+                   f"EAST SOUTH {self.path} out.tif")
             raise InputError(f"{self.path}{self._kind()} has no coordinate reference system, so results could "
-                             "not be placed on the map: assign one first, e.g. "
-                             f"gdal_edit.py -a_srs EPSG:32633 {self.path}" if self.driver == "GTiff" else
-                             f"{self.path}{self._kind()} has no coordinate reference system, so results could "
-                             "not be placed on the map: make a georeferenced GeoTIFF of it, e.g. "
-                             f"gdal_translate -a_srs EPSG:32633 -a_ullr WEST NORTH EAST SOUTH {self.path} out.tif")
+                             f"not be placed on the map: {fix}")
         if self.transform.is_identity:
             raise InputError(f"{self.path} has no geotransform (pixel-to-map mapping): "
                              "georeference it first, e.g. with gdal_translate -a_ullr")

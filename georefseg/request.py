@@ -45,10 +45,8 @@ class Request:
     bands : tuple of int or None
         The bands the scene was checked with (``None``: from the colour interpretation).
     window : tuple of int or None
-        (col_off, row_off, width, height) in pixels of the part to map; ``None``: all of it.
-    region : tuple of float or None
-        That part's (west, south, east, north) as asked, in ``region_crs`` (``None``: the
-        scene's CRS).
+        (col_off, row_off, width, height) in pixels of the part to map (the ``bbox`` or ``aoi``
+        in the scene's grid); ``None``: all of it.
     output, prob : Path or None
         The polygon layer and the probability raster to write.
     overwrite, append : bool
@@ -68,8 +66,6 @@ class Request:
     query: Query
     bands: tuple[int, ...] | None = None
     window: tuple[int, int, int, int] | None = None
-    region: tuple[float, float, float, float] | None = None
-    region_crs: str | None = None
     output: Path | None = None
     prob: Path | None = None
     overwrite: bool = False
@@ -202,13 +198,10 @@ def check_request(scene: str | Path, expression: str, output: str | Path | None 
     notes = [n for n in (sc.band_note, _replaced(output, layer, overwrite)) if n]
     region = _region(bbox, bbox_crs, aoi)
     win = None if region is None else sc.window(region[0], region[1], param=region[2])
-    crs = region[1] if region else None
     return Request(
         scene=str(scene), scene_id=scene_id or Path(str(scene)).stem, expression=text, query=parse_expression(text),
         bands=None if not bands else tuple(int(b) for b in bands),
         window=None if win is None else (int(win.col_off), int(win.row_off), int(win.width), int(win.height)),
-        region=None if region is None else region[0],
-        region_crs=None if crs is None else (crs if isinstance(crs, str) else crs.to_string()),
         output=None if output is None else Path(output), prob=None if prob is None else Path(prob),
         overwrite=overwrite, append=append, layer=layer, inputs=inputs, notes=tuple(notes))
 

@@ -37,7 +37,7 @@ def test_a_request_holds_the_reading_the_window_and_the_targets(utm_scene, tmp_p
     assert "red roof" in req.query.subject and req.query.order is not None  # parsed here, once
     col, row, width, height = req.window  # the AOI's extent in the scene's pixels (0.5 m), densified from 4326
     assert abs(col - 20) <= 1 and abs(row - 80) <= 1 and abs(width - 180) <= 2 and abs(height - 120) <= 2
-    assert req.region_crs is not None and req.written_layer == "roofs"
+    assert req.written_layer == "roofs"
     assert req.outputs == [tmp_path / "out" / "o.gpkg", tmp_path / "p.tif"] and not (tmp_path / "out").exists()
     assert utm_scene.resolve() in req.inputs
     # Named as the caller named it, with both extents in the scene's CRS (and the AOI's own, as given).
