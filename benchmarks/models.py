@@ -1,6 +1,6 @@
 """Model benchmark: tiles/s and megapixels/s per model and device, parameters, peak memory.
 
-    python benchmarks/models.py [--device cpu|cuda] [--models tiny,rmsin,clipseg,sam3] [--batches 1,4]
+    python benchmarks/models.py [--device cpu|cuda] [--models tiny,rmsin,clipseg,sam3,rsrefseg2] [--batches 1,4]
 
 Weights are random (speed does not depend on them), in each model's published configuration
 (CLIPSeg: CIDAS/clipseg-rd64-refined's, with its 352 px processor and a stand-in word-level
@@ -61,25 +61,46 @@ def build_sam3() -> ReferringSegmenter:
                          read_card(None))
 
 
-def build(name: str) -> ReferringSegmenter:
-    if name == "tiny":
-        from georefseg.models.tiny import TinyRefSeg
+def build_rsrefseg2() -> ReferringSegmenter:
+    """RSRefSeg 2's published configuration: SAM 2.1 Hiera-L, SigLIP 2 so400m/16 at 512 px
+    (google/siglip2-so400m-patch16-512's config), the prompter of configs_RSRefSeg2/*_infer.py."""
+    from transformers import SiglipConfig
 
-        return TinyRefSeg()
-    if name == "clipseg":
-        return build_clipseg()
-    if name == "sam3":
-        return build_sam3()
+    from georefseg.models.card import ModelCard
+    from georefseg.models.rsrefseg2.model import IMAGE_PX, KIND, MASK_STRIDE, OVERLAP_PX, RSRefSeg2
+    from georefseg.models.rsrefseg2.prompter import PrompterConfig
+    from georefseg.models.rsrefseg2.sam2 import HIERA
+
+    tower = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16}
+    config = SiglipConfig(text_config={**tower, "vocab_size": 256000, "max_position_embeddings": 64,
+                                       "projection_size": 1152},
+                          vision_config={**tower, "image_size": 512, "patch_size": 16})
+    card = ModelCard(KIND, None, IMAGE_PX, OVERLAP_PX, MASK_STRIDE, metrics=KIND)
+    return RSRefSeg2(HIERA["large"], config, PrompterConfig(text_dim=1152, image_dim=1152), stand_in_tokenizer(),
+                     card).eval()
+
+
+def build_tiny() -> ReferringSegmenter:
+    from georefseg.models.tiny import TinyRefSeg
+
+    return TinyRefSeg()
+
+
+def build_rmsin() -> ReferringSegmenter:
     from georefseg.models.rmsin.model import RMSIN
 
     return RMSIN()
+
+
+BUILDERS = {"tiny": build_tiny, "rmsin": build_rmsin, "clipseg": build_clipseg, "sam3": build_sam3,
+            "rsrefseg2": build_rsrefseg2}
 
 
 def own_parameters(model: ReferringSegmenter) -> tuple[int, int]:
     """(parameters of the image side and fusion, parameters of the text encoder)."""
     text = sum(p.numel() for n, p in model.named_parameters()
                if n.startswith(("text_encoder.", "net.clip.text_model.", "net.clip.text_projection",
-                                "net.text_encoder.", "net.text_projection")))
+                                "net.text_encoder.", "net.text_projection", "text.")))
     return sum(p.numel() for p in model.parameters()) - text, text
 
 
@@ -131,7 +152,7 @@ def main() -> None:
     device = torch.device(args.device)
     rows = []
     for name in args.models.split(","):
-        model = place(build(name), device)
+        model = place(BUILDERS[name](), device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         image_params, text_params = own_parameters(model)

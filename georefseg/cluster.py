@@ -12,6 +12,29 @@ from georefseg.errors import SchedulerError
 log = logging.getLogger(__name__)
 
 
+def _refused(address: str) -> None:
+    """Raise SchedulerError at once when nothing listens at a ``tcp://`` address: the Client
+    would retry for its whole timeout before saying so."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: the Client's own error says so
+        return
+    if parts.scheme != "tcp" or parts.hostname is None or port is None:
+        return
+    try:
+        socket.create_connection((parts.hostname, port), timeout=10).close()
+    except ConnectionRefusedError as exc:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {{param}} {address} (nothing listens there: "
+                             f"{exc.strerror}): start one with `dask scheduler`, or check the address",
+                             param="scheduler") from exc
+    except OSError:  # unresolvable or unreachable: the Client's own error says which
+        return
+
+
 def connect_scheduler(address: str):
     """A ``dask.distributed`` Client of the scheduler at ``address`` (``tcp://HOST:PORT``).
 
@@ -25,6 +48,7 @@ def connect_scheduler(address: str):
     if "://" not in address and ":" not in address:
         raise SchedulerError(f"{{param}} {address!r} is not a scheduler address: write it as tcp://HOST:PORT",
                              param="scheduler")
+    _refused(address)
     try:
         client = Client(address, timeout="10s", set_as_default=False)
     except (OSError, ValueError, TypeError) as exc:

@@ -19,7 +19,7 @@ from georefseg.vectorize import candidates_from_array
 @torch.inference_mode()
 def _probabilities(model: ReferringSegmenter, images: torch.Tensor, texts: list[str]) -> np.ndarray:
     """P(referent) per pixel (B×H×W) for images B×3×H×W in [0, 1], one text each."""
-    logits = model.segment(images.to(model.device), model.encode_text(texts)).referring_logits()
+    logits = model.segment(images.to(model.device), model.encode_samples(texts)).referring_logits()
     return torch.sigmoid(logits[:, 0].float()).cpu().numpy()
 
 
@@ -58,7 +58,7 @@ def evaluate(model: ReferringSegmenter, samples: Sequence[RefSample], batch_size
     ``grounding`` scores what ``segment`` would choose (model plus scene-level grounding)
     instead of the model's mask alone, which is what the field's papers report.
     """
-    acc = MetricAccumulator()
+    acc = MetricAccumulator(definition=model.card.metrics)
     model.eval()
     pending: list[tuple[np.ndarray, np.ndarray, RefSample]] = []
 

@@ -1,7 +1,8 @@
 """The field's referring-segmentation metrics (as in the RRSIS/RMSIN test scripts).
 
 Over samples with a referent: IoU per expression = |P∧G| / |P∨G|; mIoU = mean IoU; oIoU =
-ΣI / ΣU; Prec@X = share of expressions with IoU ≥ X. Samples whose expression refers to
+ΣI / ΣU; Prec@X = share of expressions with IoU ≥ X (IoU > X where a family's authors count
+so: :data:`DEFINITIONS`). Samples whose expression refers to
 nothing are scored apart: presence accuracy = share of them with an empty prediction.
 """
 
@@ -15,8 +16,25 @@ import numpy as np
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
+@dataclass(frozen=True)
+class MetricDefinition:
+    """How one family's authors count: ``strict`` Prec@X counts IoU > X (else IoU ≥ X)."""
+
+    name: str
+    source: str
+    strict: bool
+
+
+DEFINITIONS = {d.name: d for d in (
+    MetricDefinition("rrsis", "LAVT/RMSIN test.py: Prec@X counts IoU ≥ X", strict=False),
+    MetricDefinition("rsrefseg2", "RSRefSeg 2's RefSegIoUMetric: Prec@X counts IoU > X; mIoU is their gIoU, "
+                                  "oIoU their cIoU, class mIoU their per-category mean_iou", strict=True),
+)}
+
+
 @dataclass
 class MetricAccumulator:
+    definition: str = "rrsis"  # a key of DEFINITIONS
     ious: list[float] = field(default_factory=list)
     inter: int = 0
     union: int = 0
@@ -49,8 +67,9 @@ class MetricAccumulator:
             "mIoU": float(ious.mean()) if n else 0.0,
             "oIoU": self.inter / self.union if self.union else 0.0,
         }
+        strict = DEFINITIONS[self.definition].strict
         for t in THRESHOLDS:
-            out[f"prec@{t}"] = float((ious >= t).mean()) if n else 0.0
+            out[f"prec@{t}"] = float(((ious > t) if strict else (ious >= t)).mean()) if n else 0.0
         out["n_target"] = n
         out["n_no_target"] = self.no_target_total
         out["presence_acc_no_target"] = (self.no_target_correct / self.no_target_total
@@ -58,6 +77,8 @@ class MetricAccumulator:
         total = n + self.no_target_total
         out["presence_acc"] = ((self.target_found + self.no_target_correct) / total) if total else None
         out["mIoU_by_kind"] = {k: float(np.mean(v)) for k, v in sorted(self.by_kind.items())}
+        out["class_mIoU"] = float(np.mean(list(out["mIoU_by_kind"].values()))) if self.by_kind else None
+        out["definition"] = DEFINITIONS[self.definition].source
         return out
 
 
@@ -69,7 +90,7 @@ def markdown_table(metrics: dict, title: str = "") -> str:
     lines = [f"**{title}**", ""] if title else []
     lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), "| " + " | ".join(cells) + " |"]
     lines.append(f"\n{metrics['n_target']} expressions with a referent, "
-                 f"{metrics['n_no_target']} without.")
+                 f"{metrics['n_no_target']} without; counted as in {metrics['definition']}.")
     if metrics.get("mIoU_by_kind"):
         lines += ["", "| words used | mIoU |", "|---|---|"]
         lines += [f"| {k} | {100 * v:.2f} |" for k, v in metrics["mIoU_by_kind"].items()]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 REAL = HERE / "assets" / "real_scenes"
 
-torch.set_num_threads(2)
+# Under pytest-xdist (the README's command runs two workers) each worker gets one of the two
+# cores: two workers with two threads each would oversubscribe them and spin.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture

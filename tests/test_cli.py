@@ -146,7 +146,7 @@ def test_info_reads_the_header_of_a_file_with_corrupt_pixels(capsys, real_scenes
 
 def test_models_and_version(capsys):
     code, out, _ = run_here(capsys, "models", "--json")
-    assert code == 0 and [m["name"] for m in json.loads(out)] == ["tiny", "rmsin", "clipseg", "sam3"]
+    assert code == 0 and [m["name"] for m in json.loads(out)] == ["tiny", "rmsin", "clipseg", "sam3", "rsrefseg2"]
     code, out, _ = run_here(capsys, "models")
     assert "tiny" in out and "rmsin" in out
     code, out, _ = run_here(capsys, "--version")

@@ -40,3 +40,19 @@ def test_kinds_are_broken_down():
     acc.add(gt, gt, ["category", "colour"])
     acc.add(np.zeros((4, 4), bool), gt, ["category", "relation"])
     assert acc.result()["mIoU_by_kind"] == {"category": 0.5, "colour": 1.0, "relation": 0.0}
+
+
+def test_each_family_is_counted_as_its_authors_count():
+    """Prec@X: RMSIN's test.py counts IoU ≥ X, RSRefSeg 2's RefSegIoUMetric IoU > X; its class
+    mIoU is the mean over categories of their mean IoU."""
+    gt = _mask(10, 10, (0, 10, 0, 10))
+    half = _mask(10, 10, (0, 10, 0, 5))  # IoU exactly 0.5
+    ours, theirs = MetricAccumulator(), MetricAccumulator(definition="rsrefseg2")
+    for acc in (ours, theirs):
+        acc.add(half, gt, ["ship"])
+        acc.add(gt, gt, ["ship"])
+        acc.add(gt, gt, ["tank"])
+    assert ours.result()["prec@0.5"] == 1.0 and theirs.result()["prec@0.5"] == pytest.approx(2 / 3)
+    assert theirs.result()["mIoU"] == pytest.approx(2.5 / 3)
+    assert theirs.result()["class_mIoU"] == pytest.approx((0.75 + 1.0) / 2)
+    assert "IoU > X" in markdown_table(theirs.result())

@@ -30,13 +30,17 @@ class TextBatch:
     input_ids: torch.Tensor  # B×N token ids
     attention_mask: torch.Tensor  # B×N, 1 on real tokens
     features: torch.Tensor | None = None  # B×N×D word features, when encoded outside the model
+    pooled: torch.Tensor | None = None  # B×D sentence features, for models that pool them outside
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    def _map(self, fn) -> TextBatch:
+        return TextBatch(*(None if t is None else fn(t) for t in
+                           (self.input_ids, self.attention_mask, self.features, self.pooled)))
+
     def to(self, device: torch.device | str) -> TextBatch:
-        feats = None if self.features is None else self.features.to(device)
-        return TextBatch(self.input_ids.to(device), self.attention_mask.to(device), feats)
+        return self._map(lambda t: t.to(device))
 
     def repeat_to(self, n: int) -> TextBatch:
         """The single expression of a 1-row batch repeated for n tiles."""
@@ -44,12 +48,10 @@ class TextBatch:
             return self
         if len(self) != 1:
             raise ValueError(f"cannot repeat a text batch of {len(self)} rows to {n}")
-        feats = None if self.features is None else self.features.expand(n, -1, -1)
-        return TextBatch(self.input_ids.expand(n, -1), self.attention_mask.expand(n, -1), feats)
+        return self._map(lambda t: t.expand(n, *t.shape[1:]))
 
     def select(self, index: torch.Tensor | slice) -> TextBatch:
-        feats = None if self.features is None else self.features[index]
-        return TextBatch(self.input_ids[index], self.attention_mask[index], feats)
+        return self._map(lambda t: t[index])
 
 
 @dataclass
@@ -130,6 +132,12 @@ class ReferringSegmenter(nn.Module):
 
     def encode_text(self, texts: list[str]) -> TextBatch:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def encode_samples(self, texts: list[str]) -> TextBatch:
+        """The texts of a batch of dataset samples, one per image, encoded as the model's
+        authors encode a test batch (what :func:`georefseg.evaluate.evaluate` uses); by default
+        as :meth:`encode_text`."""
+        return self.encode_text(texts)
 
     def segment(self, images: torch.Tensor, text: TextBatch) -> SegOutput:  # pragma: no cover
         """images: B×C×H×W float in [0, 1] (scene-normalised); returns logits at H×W."""
@@ -215,9 +223,10 @@ def saved_config(path: Path) -> dict:
 
 
 def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str,
-                      skip_prefixes: tuple[str, ...] = ()) -> None:
+                      skip_prefixes: tuple[str, ...] = (), assign: bool = False) -> None:
     """Load ``state`` into ``module`` only if every key and shape fits; else a ModelError that
-    lists what is missing, unexpected or of the wrong shape (first few of each)."""
+    lists what is missing, unexpected or of the wrong shape (first few of each). ``assign``
+    takes the tensors themselves (a module built on the meta device) instead of copying them."""
     expected = {k: v.shape for k, v in module.state_dict().items() if not k.startswith(skip_prefixes)}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -232,4 +241,4 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
         raise ModelError(f"{source} does not fit the {getattr(module, 'name', 'model')} model: "
                          + "; ".join(p for p in parts if p)
                          + ". Check that the checkpoint was written for this model.")
-    module.load_state_dict(state, strict=False)
+    module.load_state_dict(state, strict=False, assign=assign)

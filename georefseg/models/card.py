@@ -58,6 +58,9 @@ class ModelCard:
         The object words the weights were trained on ("storage tank", "ship", …), stored beside
         them (``NAME.vocabulary.json``); ``None``: an open vocabulary (any noun phrase; the
         model's own scores decide), or weights that do not say.
+    metrics : str
+        How the family's authors count their published metrics (a key of
+        :data:`georefseg.metrics.DEFINITIONS`), so that ``evaluate`` reproduces their table.
     """
 
     family: str
@@ -69,6 +72,7 @@ class ModelCard:
     instances: bool = False
     calibration: Calibration = field(default_factory=Calibration)
     vocabulary: tuple[str, ...] | None = None
+    metrics: str = "rrsis"
 
     def unknown_word(self, subject: str) -> str | None:
         """The object word of ``subject`` (its last word: "the white storage tank" → "tank") when
@@ -99,7 +103,7 @@ class ModelCard:
                 "tile_size": self.tile_size, "min_overlap": self.min_overlap, "output_stride": self.output_stride,
                 "min_object_px": self.min_object_px, "threshold": self.threshold, "instances": self.instances,
                 "calibration": self.calibration.source,
-                "vocabulary": None if self.vocabulary is None else list(self.vocabulary)}
+                "vocabulary": None if self.vocabulary is None else list(self.vocabulary), "metrics": self.metrics}
 
 
 def vocabulary_path(weights: Path) -> Path:

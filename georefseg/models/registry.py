@@ -20,8 +20,10 @@ from georefseg.models.card import ModelCard
 from georefseg.models.device import place, resolve_device
 from georefseg.models.hf import clipseg, sam3
 from georefseg.models.rmsin import model as rmsin
+from georefseg.models.rsrefseg2 import model as rsrefseg2
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (tiny.BACKEND, rmsin.BACKEND, clipseg.BACKEND, sam3.BACKEND)}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (tiny.BACKEND, rmsin.BACKEND, clipseg.BACKEND, sam3.BACKEND,
+                                                    rsrefseg2.BACKEND)}
 
 
 def list_models() -> list[dict[str, str]]:

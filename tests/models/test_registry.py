@@ -43,7 +43,7 @@ def test_a_folder_is_recognised_by_its_contents(tiny_weights, tmp_path):
 
 def test_list_models_is_the_table():
     listed = list_models()
-    assert [m["name"] for m in listed] == list(BACKENDS) == ["tiny", "rmsin", "clipseg", "sam3"]
+    assert [m["name"] for m in listed] == list(BACKENDS) == ["tiny", "rmsin", "clipseg", "sam3", "rsrefseg2"]
     assert all(m["summary"] and m["needs"] for m in listed)
 
 

@@ -26,10 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
-import pickletools
-import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +35,11 @@ import torch
 from georefseg.atomic import atomic_path
 from georefseg.errors import ModelError
 from georefseg.models.base import META_CONFIG, META_MODEL, safetensors_metadata
+from georefseg.models.torchfile import TORCH_SUFFIXES, pickled_strings, unpickle
 
 TEXT_PREFIX = "text_encoder."
 BERT_PREFIXES = ("module.",)  # DDP wraps BERT when train.py runs with --model lavt
 POOLER = "pooler."  # BERT's pooled-output head: present in some files, unused by RMSIN
-TORCH_SUFFIXES = (".pth", ".pt")
 # Keys every RMSIN state dict has, whatever the Swin variant: how a file is recognised.
 SIGNATURE = ("backbone.patch_embed.proj.weight", "classifier.")
 ALLOWED_GLOBALS = [argparse.Namespace]
@@ -63,23 +59,7 @@ class RMSINFile:
 
 
 def _unpickle(path: Path) -> Any:
-    # mmap keeps the optimizer state (twice the model's size) from being read into memory.
-    mmap = zipfile.is_zipfile(path)
-    try:
-        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if found is None:  # not a class reference: a damaged or foreign file
-            raise ModelError(f"cannot read {path}: it is damaged or not a file written by "
-                             "torch.save") from exc
-        raise ModelError(f"{path} holds an object of type {found.group(1)}, which an RMSIN "
-                         "checkpoint never contains; refusing to unpickle it. If you trust the "
-                         "file, load it yourself and re-save its 'model' state dict and 'args'"
-                         ) from exc
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise ModelError(f"cannot read {path}: it is damaged or not a file written by "
-                         f"torch.save ({str(exc).splitlines()[0].split('. ')[0]})") from exc
+    return unpickle(path, "RMSIN", "its 'model' state dict and 'args'", ALLOWED_GLOBALS)
 
 
 def _strip(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -157,19 +137,6 @@ def _looks_like_rmsin(keys) -> bool:
     return SIGNATURE[0] in keys and any(k.startswith(SIGNATURE[1]) for k in keys)
 
 
-def _pickled_strings(path: Path) -> set[str] | None:
-    """The strings in a torch.save file's pickle (dict keys, state-dict names), read with
-    pickletools, which decodes opcodes and never runs them; None when it is no torch zip."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            name = next((n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
-            if name is None:
-                return None
-            return {arg for _, arg, _ in pickletools.genops(zf.read(name)) if isinstance(arg, str)}
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return None
-
-
 def is_rmsin_file(path: Path) -> bool:
     """Whether ``path`` holds RMSIN weights, from its header alone."""
     if path.suffix == ".safetensors":
@@ -183,7 +150,7 @@ def is_rmsin_file(path: Path) -> bool:
         with safe_open(str(path), "pt") as fh:
             return _looks_like_rmsin(fh.keys())
     if path.suffix in TORCH_SUFFIXES:
-        strings = _pickled_strings(path)
+        strings = pickled_strings(path)
         return strings is not None and "model" in strings and _looks_like_rmsin(strings)
     return False
 

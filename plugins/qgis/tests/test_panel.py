@@ -93,7 +93,7 @@ def test_the_model_list_comes_from_the_engine_and_errors_from_its_line(panel, tm
     panel.load_models()
     wait_for(lambda: panel.models_task is None)
     names = [panel.model.itemText(i) for i in range(panel.model.count())]
-    assert {"tiny", "rmsin", "clipseg", "sam3"} <= set(names) and panel.model.currentText() == "tiny"
+    assert {"tiny", "rmsin", "clipseg", "sam3", "rsrefseg2"} <= set(names) and panel.model.currentText() == "tiny"
     unplaced = tmp_path / "no_crs.tif"
     gdal.GetDriverByName("GTiff").Create(str(unplaced), 64, 64, 3)
     layer = QgsRasterLayer(str(unplaced), "no crs")

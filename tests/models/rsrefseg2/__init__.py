@@ -1,0 +1,1 @@
+"""georefseg's tests, mirroring the package's layout."""
