@@ -33,7 +33,7 @@ from pyproj.exceptions import CRSError
 from georefseg import protocol
 from georefseg.archive import SceneRef, expressions_from_csv, find_scenes
 from georefseg.atomic import process_alive, remove_stale, working_folder, write_text
-from georefseg.cluster import connect_scheduler, dask_warnings, local_cluster
+from georefseg.cluster import available_cores, connect_scheduler, dask_warnings, local_cluster
 from georefseg.errors import BatchInterrupted, GeorefsegError, InputError
 from georefseg.formats import VectorFormat, format_named
 from georefseg.manifest import Job, Manifest, job_key
@@ -136,6 +136,14 @@ def _current_worker():
         return None
 
 
+def _use_threads(threads: int | None) -> None:
+    """Give this job's model ``threads`` intra-op threads (None: leave the process's own)."""
+    import torch
+
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def run_job(payload: dict, progress: Emit | None = None) -> dict:
     """Map one scene for one expression and write its output; what a worker runs.
 
@@ -163,6 +171,7 @@ def run_job(payload: dict, progress: Emit | None = None) -> dict:
 
     emit = progress or relay
     try:
+        _use_threads(payload.get("threads"))
         seg = _segmenter(payload["model"], payload["weights"], payload["device"], payload["options"])
         result = seg.run(payload["scene"], payload["expression"], payload["output"], overwrite=True,
                          scene_id=payload["scene_id"], progress=emit)
@@ -237,7 +246,7 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
                 model: str = "tiny", checkpoint: str | Path | None = None, device: str = "auto",
                 options: SegmentOptions | None = None, fmt: str = "gpkg", crs="EPSG:4326",
                 workers: int | None = None, scheduler: str | None = None, retry_failed: bool = False,
-                verbose: bool = False, progress: Emit | None = None) -> BatchReport:
+                verbose: bool = False, progress: Emit | None = None, threads: int | None = None) -> BatchReport:
     """Map every scene of ``source`` for its expressions into ``outdir``; resumable.
 
     Parameters
@@ -261,8 +270,13 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
     crs
         The merged layer's CRS.
     workers
-        Start a LocalCluster of this many worker processes (one thread each); Dask's scratch
-        space lives in a working folder of ``outdir``, removed at the end.
+        Start a LocalCluster of this many worker processes (one job at a time each); Dask's
+        scratch space lives in a working folder of ``outdir``, removed at the end.
+    threads
+        Threads each job's model uses (torch's intra-op threads). Default with ``workers``: the
+        machine's cores shared among them (cores ÷ ``workers``; Dask itself gives each worker
+        process one thread, which left the other cores idle); without a cluster, all cores; on
+        a ``scheduler``, what its workers' environment gives (Dask: one), unless given.
     scheduler
         Or submit to an existing ``dask.distributed`` scheduler (``tcp://host:8786``); its
         workers must see the scenes, the folder and the weights at the same paths.
@@ -317,6 +331,7 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
             if workers is not None:  # Dask's scratch space in the run's own working folder, removed at the end
                 scratch = working_folder(outdir)
                 client = local_cluster(workers, local_directory=scratch, quiet=not verbose)
+                threads = threads or max(1, available_cores() // workers)
             with Manifest(outdir / "manifest.sqlite") as manifest:
                 manifest.add(jobs)
                 run_id = manifest.start_run({"source": str(source), "expressions": texts, "csv": str(expressions_csv),
@@ -326,7 +341,7 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
                 failed_before = sum(state[j.key]["status"] == "failed" for j in jobs if j not in todo)
                 dashboard = None if client is None else client.dashboard_link
                 emit(protocol.batch(len(jobs), len(todo), len(jobs) - len(todo), workers, dashboard))
-                payload = {"model": backend.name, "weights": weights_path, "device": device,
+                payload = {"model": backend.name, "weights": weights_path, "device": device, "threads": threads,
                            "options": options.to_dict()}
                 try:
                     losses = _run_jobs(todo, outdir, payload, manifest, client, emit)

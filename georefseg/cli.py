@@ -251,6 +251,8 @@ def batch(
         f"per-scene outputs and the merged layer: {listed('name')}"))] = "gpkg",
     crs: Annotated[str, typer.Option(help="CRS of the merged layer")] = "EPSG:4326",
     workers: Annotated[int | None, typer.Option(help="start a Dask LocalCluster of N worker processes")] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="threads per job's model (default: cores ÷ --workers; all cores without a cluster)")] = None,
     scheduler: SchedulerOpt = None,
     retry_failed: Annotated[bool, typer.Option(help="run again the jobs that failed before")] = False,
     verbose: Annotated[bool, typer.Option(help="also show Dask's own warnings (worker restarts, slow shutdowns)")
@@ -288,7 +290,7 @@ def batch(
         result = map_archive(source, out_dir, expr or [], expressions_csv=expressions, glob=glob, asset=asset,
                              model=model, checkpoint=checkpoint, device=device, options=options, fmt=output_format,
                              crs=crs, workers=workers, scheduler=scheduler, retry_failed=retry_failed,
-                             verbose=verbose, progress=report)
+                             verbose=verbose, progress=report, threads=threads)
     finally:
         report.close()
     if as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,11 @@ from pathlib import Path
 from georefseg.errors import SchedulerError
 
 log = logging.getLogger(__name__)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS says, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _refused(address: str) -> None:

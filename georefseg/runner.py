@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import dask
+import dask.threaded
 import numpy as np
 import torch
 
@@ -143,7 +144,9 @@ class LocalRunner:
             try:
                 for tiles in _batches(grid, batch_size):
                     tasks = [dask.delayed(read_tile)(scene, t, grid.tile) for t in tiles]
-                    reads = dask.compute(*tasks, scheduler="threads", num_workers=self.read_threads)
+                    # The threaded scheduler itself: by name, dask would first import
+                    # dask.distributed to look for a default client (half a second at start-up).
+                    reads = dask.compute(*tasks, scheduler=dask.threaded.get, num_workers=self.read_threads)
                     if not offer((tiles, reads)):
                         return
                 offer(None)

@@ -84,3 +84,15 @@ def test_importing_the_package_loads_no_heavy_library():
     assert set(done.stdout.strip().split(",")) == {"__version__", "segment", "Segmenter", "SegmentOptions",
                                                     "SegmentResult", "Request", "check_request", "map_archive",
                                                     "load_model", "list_models"}
+
+
+def test_mapping_with_the_shipped_model_imports_only_what_it_needs(tmp_path):
+    """A local run with `tiny` loads neither transformers (its MiniLM runs on georefseg's own BERT)
+    nor dask.distributed (no cluster asked for): each costs a CLI call a second or more."""
+    scene = Path(__file__).resolve().parents[1] / "sample_data" / "scene.tif"
+    code = ("import sys; from georefseg import segment; "
+            f"segment({str(scene)!r}, 'the storage tank', {str(tmp_path / 'o.gpkg')!r}, device='cpu'); "
+            "print('loaded:', ','.join(sorted({'transformers', 'distributed'} & set(sys.modules))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "loaded:"

