@@ -136,6 +136,14 @@ def _current_worker():
         return None
 
 
+def job_threads(workers: int | None, threads: int | None) -> int | None:
+    """The intra-op threads each job's model gets: ``threads`` if given, else the cores shared
+    among ``workers`` local worker processes; None (the process's own setting) without either."""
+    if threads is not None:
+        return threads
+    return None if workers is None else max(1, available_cores() // workers)
+
+
 def _use_threads(threads: int | None) -> None:
     """Give this job's model ``threads`` intra-op threads (None: leave the process's own)."""
     import torch
@@ -331,7 +339,6 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
             if workers is not None:  # Dask's scratch space in the run's own working folder, removed at the end
                 scratch = working_folder(outdir)
                 client = local_cluster(workers, local_directory=scratch, quiet=not verbose)
-                threads = threads or max(1, available_cores() // workers)
             with Manifest(outdir / "manifest.sqlite") as manifest:
                 manifest.add(jobs)
                 run_id = manifest.start_run({"source": str(source), "expressions": texts, "csv": str(expressions_csv),
@@ -341,7 +348,8 @@ def map_archive(source: str | Path, outdir: str | Path, expressions: list[str] |
                 failed_before = sum(state[j.key]["status"] == "failed" for j in jobs if j not in todo)
                 dashboard = None if client is None else client.dashboard_link
                 emit(protocol.batch(len(jobs), len(todo), len(jobs) - len(todo), workers, dashboard))
-                payload = {"model": backend.name, "weights": weights_path, "device": device, "threads": threads,
+                payload = {"model": backend.name, "weights": weights_path, "device": device,
+                           "threads": job_threads(workers, threads),
                            "options": options.to_dict()}
                 try:
                     losses = _run_jobs(todo, outdir, payload, manifest, client, emit)

@@ -17,10 +17,13 @@ Both yield ``TileResult`` in whatever order results arrive; the Stitcher accepts
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dask
@@ -28,6 +31,7 @@ import dask.threaded
 import numpy as np
 import torch
 
+from georefseg.cluster import available_cores
 from georefseg.models.base import ReferringSegmenter, TextBatch
 from georefseg.models.device import compile_for_inference
 from georefseg.models.registry import load_model
@@ -118,11 +122,26 @@ def _batches(grid: TileGrid, batch_size: int) -> Iterator[list[Tile]]:
         yield batch
 
 
-class LocalRunner:
-    """Threaded Dask reads, prefetched ``prefetch`` batches ahead of the model."""
+def _yield_to_the_model() -> None:
+    """Lower the calling thread's scheduling priority (nice 10; Linux sets it per thread), so
+    that it runs on the cores the model leaves idle instead of slowing the model down."""
+    # Not Linux, or not allowed: the reads then share the cores.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
-    def __init__(self, model: ReferringSegmenter, read_threads: int = 2, prefetch: int = 2):
-        self.model, self.read_threads, self.prefetch = model, read_threads, prefetch
+
+class LocalRunner:
+    """Threaded Dask reads, prefetched ``prefetch`` batches ahead of the model.
+
+    The reads run in a pool of their own, ``read_threads`` wide (default: one per core). When
+    the model runs on the CPU those threads yield to it (:func:`_yield_to_the_model`): they
+    decode and normalise the next tiles on whatever the model leaves idle, so the model keeps
+    its speed; when it runs on a GPU they have the cores to themselves.
+    """
+
+    def __init__(self, model: ReferringSegmenter, read_threads: int | None = None, prefetch: int = 2):
+        self.model, self.prefetch = model, prefetch
+        self.read_threads = read_threads or available_cores()
 
     def run(self, scene: Scene, grid: TileGrid, phrases: Sequence[str], batch_size: int,
             timer: BatchTimer, threshold: float | None = None) -> Iterator[TileResult]:
@@ -140,13 +159,19 @@ class LocalRunner:
                     continue
             return False
 
+        background = _yield_to_the_model if self.model.device.type == "cpu" else None
+        pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="georefseg-read", initializer=background)
+
         def produce() -> None:
+            if background is not None:
+                background()
             try:
                 for tiles in _batches(grid, batch_size):
                     tasks = [dask.delayed(read_tile)(scene, t, grid.tile) for t in tiles]
-                    # The threaded scheduler itself: by name, dask would first import
-                    # dask.distributed to look for a default client (half a second at start-up).
-                    reads = dask.compute(*tasks, scheduler=dask.threaded.get, num_workers=self.read_threads)
+                    # The threaded scheduler itself, on this run's pool: by name, dask would
+                    # first import dask.distributed to look for a default client (half a second
+                    # at start-up), and share its pool with the caller's own dask work.
+                    reads = dask.compute(*tasks, scheduler=dask.threaded.get, pool=pool)
                     if not offer((tiles, reads)):
                         return
                 offer(None)
@@ -173,6 +198,7 @@ class LocalRunner:
             # when the caller goes on, or when an interrupted process exits.
             stop.set()
             thread.join()
+            pool.shutdown()
             scene.close()
 
 

@@ -9,7 +9,6 @@ vectorise → ground → write, in that order and no other.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,9 +43,18 @@ from georefseg.vectorize import Candidate, extract_candidates, instance_candidat
 log = logging.getLogger(__name__)
 
 # GDAL's block cache, in bytes (rasterio reads a plain integer as bytes, so "256" would turn it
-# off): big enough that decimated and windowed reads decode each block once, small enough to
-# stay bounded as scenes grow (GDAL's default is 5 % of RAM).
-GDAL_CACHE_BYTES = 256 * 2**20
+# off): sized per run by gdal_cache_bytes, between these bounds (GDAL's default is 5 % of RAM).
+GDAL_CACHE_MIN, GDAL_CACHE_MAX = 16 * 2**20, 256 * 2**20
+
+
+def gdal_cache_bytes(width: int, pixel_bytes: int, span_rows: int, phrases: int, block: int = 512) -> int:
+    """GDAL's block cache for one run, in bytes: what the tiling needs and no more — two rows
+    of tiles across the scene (``span_rows`` = tile + both overlaps, pixels; the row being read
+    and the next; ``pixel_bytes`` all bands of one pixel) so that overlapping windows decode each
+    block once, and two ``block``-row float32 strips per phrase being written; within
+    16–256 MiB."""
+    need = 2 * span_rows * width * pixel_bytes + 2 * block * width * 4 * phrases
+    return int(min(GDAL_CACHE_MAX, max(GDAL_CACHE_MIN, need)))
 
 ProgressCallback = Callable[[dict], None]
 
@@ -76,8 +84,9 @@ class Segmenter:
         is sent to every worker once.
     compile_model
         Compile the model with TorchInductor (see
-        :func:`georefseg.models.device.compile_for_inference`): about 1.5× faster per tile on
-        a CPU after some 40 s of compiling, so worth it for large scenes or many of them.
+        :func:`georefseg.models.device.compile_for_inference`): 1.3–1.6× faster per tile on
+        a CPU after compiling (about 90 s the first time, about 13 s once georefseg's cache
+        holds the kernels), so worth it for large scenes or many of them.
     calibration
         How raw scores map to calibrated ones, and the selection cut-offs
         (:class:`~georefseg.calibration.Calibration`); ``None``: the one stored with the
@@ -117,8 +126,7 @@ class Segmenter:
         if scheduler is None:
             if compile_model:
                 self.model = compile_for_inference(self.model)
-            threads = max(1, min(4, (os.cpu_count() or 2) // 2))
-            self._runner: LocalRunner | DistributedRunner = LocalRunner(self.model, read_threads=threads)
+            self._runner: LocalRunner | DistributedRunner = LocalRunner(self.model)
         else:
             self._client = self._connect(scheduler)
             self._runner = DistributedRunner(self._client, spec, compile_model)
@@ -256,7 +264,11 @@ class Segmenter:
     def _run(self, req: Request, emit: ProgressCallback, t_start: float, run_notes: list[str]) -> SegmentResult:
         timings: dict[str, float] = {}
         emit(protocol.phase("open"))
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), \
+        with rasterio.open(req.scene) as head:  # the header only: how much cache the tiling needs
+            width = req.window[2] if req.window else head.width
+            pixel_bytes = head.count * np.dtype(head.dtypes[0]).itemsize
+        cache = gdal_cache_bytes(width, pixel_bytes, self.tile_px + 2 * self.overlap_px, len(req.query.phrases()))
+        with rasterio.Env(GDAL_CACHEMAX=cache), \
                 Scene(req.scene, list(req.bands) if req.bands else None) as whole, \
                 (whole.crop(Window(*req.window)) if req.window else whole) as sc:
             sc.stats  # noqa: B018 - scene statistics once, here, before tiles are read in parallel

@@ -84,7 +84,7 @@ class Stitcher:
         self.dsts = [rasterio.open(
             path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
             dtype="float32", crs=crs, transform=transform, nodata=NODATA, tiled=True,
-            blockxsize=BLOCK, blockysize=BLOCK, compress="deflate", zlevel=1, predictor=3, BIGTIFF="IF_SAFER")
+            blockxsize=BLOCK, blockysize=BLOCK, compress="zstd", zstd_level=1, predictor=3, BIGTIFF="IF_SAFER")
             for path in paths]
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUED_STRIPS)
         self._error: BaseException | None = None

@@ -55,7 +55,7 @@ def _polygon(rings: list) -> BaseGeometry:
 
 
 def _strip_pieces(prob: np.ndarray, row0: int, threshold: float, seams: tuple[bool, bool]) -> list[_Piece]:
-    mask = np.nan_to_num(prob, nan=0.0) >= threshold
+    mask = prob >= threshold  # NaN (nodata) compares False
     if not mask.any():
         return []
     labels, n = ndimage.label(mask)
@@ -70,11 +70,16 @@ def _strip_pieces(prob: np.ndarray, row0: int, threshold: float, seams: tuple[bo
     top_labels = set(np.unique(labels[0])) if seams[0] else set()
     bottom_labels = set(np.unique(labels[-1])) if seams[1] else set()
     pieces = []
-    for geom, value in shapes(labels.astype(np.int32), mask=mask, connectivity=4,
-                              transform=Affine.translation(0, row0)):
-        k = int(value)
-        pieces.append(_Piece(_polygon(geom["coordinates"]), float(sums[k - 1]), float(peaks[k - 1]), int(counts[k - 1]),
-                             k in top_labels or k in bottom_labels))
+    # Each region traced within its own bounding box: GDAL's polygonize then scans the objects'
+    # pixels, not the whole strip (most of a strip is background).
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        own = labels[box] == k
+        to_strip = Affine.translation(box[1].start, row0 + box[0].start)
+        for geom, _ in shapes(own.view(np.uint8), mask=own, connectivity=4, transform=to_strip):
+            pieces.append(_Piece(_polygon(geom["coordinates"]), float(sums[k - 1]), float(peaks[k - 1]),
+                                 int(counts[k - 1]), k in top_labels or k in bottom_labels))
     return pieces
 
 

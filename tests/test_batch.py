@@ -258,3 +258,23 @@ def test_a_second_batch_in_a_busy_folder_is_refused(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["batch.lock"]  # nothing else was written
     report = map_archive(folder, out, [EXPRESSION], glob="a.tif")  # its process is gone: the lock is stale
     assert report.done == 1 and not (out / "batch.lock").exists()
+
+
+def test_each_job_gets_its_share_of_the_cores():
+    """Dask gives a worker process one thread; a job's model gets cores ÷ workers unless told."""
+    import torch
+
+    from georefseg.batch import _use_threads, job_threads
+    from georefseg.cluster import available_cores
+
+    cores = available_cores()
+    assert job_threads(1, None) == cores and job_threads(2, None) == max(1, cores // 2)
+    assert job_threads(cores * 4, None) == 1 and job_threads(2, 3) == 3 and job_threads(None, None) is None
+    before = torch.get_num_threads()
+    try:
+        _use_threads(1)
+        assert torch.get_num_threads() == 1
+        _use_threads(None)  # leaves the process's own setting
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -87,12 +87,13 @@ def test_importing_the_package_loads_no_heavy_library():
 
 
 def test_mapping_with_the_shipped_model_imports_only_what_it_needs(tmp_path):
-    """A local run with `tiny` loads neither transformers (its MiniLM runs on georefseg's own BERT)
-    nor dask.distributed (no cluster asked for): each costs a CLI call a second or more."""
+    """A local run with `tiny` loads neither transformers (its MiniLM runs on georefseg's own BERT),
+    nor dask.distributed (no cluster asked for), nor sympy (torch's shape checks import it): each
+    costs a CLI call half a second or more."""
     scene = Path(__file__).resolve().parents[1] / "sample_data" / "scene.tif"
     code = ("import sys; from georefseg import segment; "
             f"segment({str(scene)!r}, 'the storage tank', {str(tmp_path / 'o.gpkg')!r}, device='cpu'); "
-            "print('loaded:', ','.join(sorted({'transformers', 'distributed'} & set(sys.modules))))")
+            "print('loaded:', ','.join(sorted({'transformers', 'distributed', 'sympy'} & set(sys.modules))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "loaded:"

@@ -132,8 +132,12 @@ class GlobalReasoning(nn.Module):
         q = self.norm1(tokens)
         tokens = tokens + self.self_attn(q, q, q, need_weights=False)[0]
         kv = self.words(words.transpose(1, 2))  # B×N×C
-        tokens = tokens + self.cross_attn(self.norm2(tokens), kv, kv, key_padding_mask=~mask[..., 0].bool(),
-                                          need_weights=False)[0]
+        # The padding words as a per-head attention mask: what key_padding_mask becomes inside
+        # torch, without its shape check, whose first call imports sympy (0.8 s of a CLI run).
+        heads, cells = self.cross_attn.num_heads, tokens.shape[1]
+        padding = ~mask[..., 0].bool()  # B×N, True on padding
+        padding = padding[:, None, None, :].expand(b, heads, cells, -1).reshape(b * heads, cells, -1)
+        tokens = tokens + self.cross_attn(self.norm2(tokens), kv, kv, attn_mask=padding, need_weights=False)[0]
         tokens = tokens + self.mlp(self.norm3(tokens))
         return tokens.transpose(1, 2).reshape(b, c, h, w)
 
