@@ -135,7 +135,8 @@ def segment(
     max_features: MaxFeaturesOpt = None,
     scheduler: SchedulerOpt = None,
     compile_model: Annotated[bool, typer.Option("--compile", help=(
-        "compile the model first (about 40 s on a CPU, then ~1.5× faster per tile): for large scenes"))] = False,
+        "compile the model first (about 90 s on a CPU, 13 s once cached; then ~1.5× faster per tile): "
+        "for large scenes"))] = False,
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs (in a GeoPackage, the run's layer only)")
                          ] = False,
     append: Annotated[bool, typer.Option(help="add to an existing GeoPackage layer or Shapefile")] = False,
