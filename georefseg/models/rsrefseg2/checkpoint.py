@@ -158,8 +158,8 @@ def siglip_state(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _canonical(key: str) -> str:
-    """An authors' key without DDP's and peft's wrappers, in our names (None-safe: unknown
-    prefixes are returned as they are, to be reported as unexpected)."""
+    """An authors' key without DDP's and peft's wrappers, in our names; a key under no known
+    prefix is returned as it is, for the strict load to report as unexpected."""
     key = key.removeprefix("module.").replace("base_model.model.", "").replace(".base_layer.", ".")
     for theirs, ours in PREFIXES:
         if key.startswith(theirs):
