@@ -133,7 +133,9 @@ def _yield_to_the_model() -> None:
 class LocalRunner:
     """Threaded Dask reads, prefetched ``prefetch`` batches ahead of the model.
 
-    The reads run in a pool of their own, ``read_threads`` wide (default: one per core). When
+    The reads run in a pool of their own, ``read_threads`` wide (default: one per core, at most
+    16: a batch of 8 tiles with the next one prefetched needs no more; each thread holds its own
+    GDAL handle). When
     the model runs on the CPU those threads yield to it (:func:`_yield_to_the_model`): they
     decode and normalise the next tiles on whatever the model leaves idle, so the model keeps
     its speed; when it runs on a GPU they have the cores to themselves.
@@ -141,7 +143,7 @@ class LocalRunner:
 
     def __init__(self, model: ReferringSegmenter, read_threads: int | None = None, prefetch: int = 2):
         self.model, self.prefetch = model, prefetch
-        self.read_threads = read_threads or available_cores()
+        self.read_threads = read_threads or min(16, available_cores())
 
     def run(self, scene: Scene, grid: TileGrid, phrases: Sequence[str], batch_size: int,
             timer: BatchTimer, threshold: float | None = None) -> Iterator[TileResult]:
