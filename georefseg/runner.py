@@ -135,8 +135,8 @@ class LocalRunner:
 
     The reads run in a pool of their own, ``read_threads`` wide (default: one per core, at most
     16: a batch of 8 tiles with the next one prefetched needs no more; each thread holds its own
-    GDAL handle). When
-    the model runs on the CPU those threads yield to it (:func:`_yield_to_the_model`): they
+    GDAL handle). When the model runs on the CPU those threads yield to it
+    (:func:`_yield_to_the_model`): they
     decode and normalise the next tiles on whatever the model leaves idle, so the model keeps
     its speed; when it runs on a GPU they have the cores to themselves.
     """
