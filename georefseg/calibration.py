@@ -114,14 +114,17 @@ class Calibration:
     @classmethod
     def beside(cls, weights: Path | None) -> Calibration:
         """The calibration stored beside a weights file, or an uncalibrated one."""
-        if weights is None or not weights.is_file():
+        if weights is None or not weights.exists():
             return cls()
         path = calibration_path(weights)
         return cls.read(path) if path.is_file() else cls()
 
 
 def calibration_path(weights: Path) -> Path:
-    """Where the calibration of a weights file lives: ``NAME.calibration.json`` beside it."""
+    """Where the calibration of weights lives: ``NAME.calibration.json`` beside a file,
+    ``calibration.json`` inside a model folder (Hugging Face layout)."""
+    if weights.is_dir():
+        return weights / "calibration.json"
     return weights.with_name(weights.stem + ".calibration.json")
 
 

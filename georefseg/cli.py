@@ -18,7 +18,7 @@ from georefseg import __version__, protocol, words
 from georefseg.errors import GeorefsegError, InputError, Interrupted, render
 from georefseg.formats import VECTOR_FORMATS, listed
 from georefseg.options import THRESHOLD_RANGE
-from georefseg.progress import BatchBar, JsonLines, RichBar, Silent
+from georefseg.progress import BatchBar, JsonLines, RichBar, Silent, TrainingBar
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Referring segmentation of satellite scenes: an expression in, polygons on the map out.")
@@ -433,48 +433,101 @@ def dataset_from_labels(
 
 @app.command()
 def train(
-    data: Annotated[str, typer.Option(help="dataset folder, or synth:SEED for endless synthetic scenes")],
+    data: Annotated[str, typer.Option(help=(
+        "dataset folder (georefseg's, e.g. from `dataset from-labels`; RRSIS-D; RefSegRS), or synth:SEED "
+        "for endless synthetic scenes"))],
     out_dir: Annotated[Path, typer.Option("-o", "--out", help="folder for checkpoints and weights")],
-    epochs: Annotated[int, typer.Option(help="passes over the train split")] = 8,
-    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
-    batch_size: Annotated[int, typer.Option(help="samples per step")] = 16,
-    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW)")] = 2e-3,
-    warmup: Annotated[int, typer.Option(help="warm-up steps")] = 300,
-    schedule: Annotated[str, typer.Option(help="cosine or poly decay")] = "cosine",
-    size: Annotated[int, typer.Option(help="training image side in pixels")] = 256,
+    model: Annotated[str, typer.Option(help="what to train: tiny, rmsin or clipseg")] = "tiny",
+    init: Annotated[Path | None, typer.Option("--init", "--checkpoint", help=(
+        "weights to start from: tiny weights, an RMSIN checkpoint in its authors' layout, a CLIPSeg folder "
+        "(required for clipseg)"))] = None,
+    swin: Annotated[Path | None, typer.Option(help=(
+        "rmsin: the Swin ImageNet-22k file its authors start from (swin_base_patch4_window12_384_22k.pth)"))] = None,
+    bert: Annotated[Path | None, typer.Option(help="rmsin: a local BERT-base folder (bert-base-uncased)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="passes over the train split (default: the recipe's)")] = None,
+    max_steps: Annotated[int | None, typer.Option(help=(
+        "stop after this many steps (the learning-rate schedule still spans the epochs)"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help="samples per step and process (default: the recipe's)")] = None,
+    lr: Annotated[float | None, typer.Option(help="base learning rate of AdamW (default: the recipe's)")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (default: the recipe's)")] = None,
+    warmup: Annotated[int | None, typer.Option(help="warm-up steps (default: the recipe's)")] = None,
+    size: Annotated[int | None, typer.Option(help="training image side in pixels (default: the model's)")] = None,
+    shuffle: Annotated[bool, typer.Option(help="a new sample order each epoch (else the dataset's order)")] = True,
+    augment: Annotated[bool, typer.Option(help="the recipe's augmentation")] = True,
+    dropout: Annotated[bool, typer.Option(
+        help="dropout and drop path as the recipe has them (off: exact comparisons)")] = True,
+    train_all: Annotated[bool, typer.Option(
+        "--all", help="clipseg: train the whole model, not only its decoder")] = False,
     val_data: Annotated[str | None, typer.Option(help="validation folder (needed with synth:SEED)")] = None,
-    val_every: Annotated[int, typer.Option(help="validate every N steps")] = 1000,
-    init: Annotated[Path | None, typer.Option(help="start from these tiny weights")] = None,
+    val_every: Annotated[int | None, typer.Option(help="validate every N steps (default: every epoch)")] = None,
+    calibrate: Annotated[bool, typer.Option(help="fit the score calibration on the val split at the end")] = True,
+    checkpoint_every: Annotated[int, typer.Option(help="write the resumable OUT/last.pt every N steps")] = 200,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+    device: DeviceOpt = "auto",
     workers: Annotated[int, typer.Option(help="data loading processes")] = 2,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    progress: ProgressOpt = ProgressMode.auto,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Train the tiny model; the best weights go to OUT/best.safetensors (+ .json recipe)."""
-    from georefseg.train import TrainConfig
-    from georefseg.train import train as run
+    """Train a model with its recipe (RMSIN: its authors'); best and last weights go to OUT in the
+    model's own format. Several GPUs or processes: run it under torchrun."""
+    from georefseg.training import TrainConfig
+    from georefseg.training import train as run
 
-    if schedule not in ("cosine", "poly"):
-        raise InputError(f"--schedule {schedule!r}: use cosine or poly")
-    cfg = TrainConfig(data=data, out=str(out_dir), epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                      lr=lr, warmup_steps=warmup, schedule=schedule, size=size, val_every=val_every,
-                      workers=workers, seed=seed, device=device, init=None if init is None else str(init),
-                      val_data=val_data)
-    with _progress(quiet, "training") as bar:
-        task = bar.add_task("steps", total=None, info="")
+    cfg = TrainConfig(data=data, out=str(out_dir), model=model, checkpoint=None if init is None else str(init),
+                      swin=None if swin is None else str(swin), bert=None if bert is None else str(bert),
+                      epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      warmup_steps=warmup, size=size, shuffle=shuffle, augment=augment, dropout=dropout,
+                      train_all=train_all, val_data=val_data, val_every=val_every, calibrate=calibrate,
+                      checkpoint_every=checkpoint_every, workers=workers, seed=seed, device=device)
+    report = _reporter(progress, quiet, TrainingBar)
+    _state["events"] = report if progress == ProgressMode.json else None
+    try:
+        state = run(cfg, resume=resume, on_step=lambda pace: report(protocol.step(pace)),
+                    on_validate=lambda s, m: report(protocol.validated(s, m)))
+    finally:
+        report.close()
+    if not quiet and progress != ProgressMode.json:
+        best = f"best val {state.best:.3f}; " if state.best >= 0 else ""
+        out.print(f"done at step {state.step}; {best}weights in {out_dir}")
 
-        def step(s: int, total: int, loss: float, rate: float) -> None:
-            bar.update(task, completed=s, total=total, info=f"loss {loss:.3f} lr {rate:.1e}")
 
-        def validated(s: int, m: dict) -> None:
-            bar.console.print(f"step {s}: val mIoU {m['mIoU']:.3f} oIoU {m['oIoU']:.3f} "
-                              f"Prec@0.5 {m['prec@0.5']:.3f}")
+@app.command()
+def calibrate(
+    data: Annotated[Path, typer.Option(help="dataset folder whose validation samples the calibration is fitted on")],
+    model: ModelOpt = "tiny",
+    checkpoint: CheckpointOpt = None,
+    split: Annotated[str, typer.Option(help="the split to fit on (never a test split)")] = "val",
+    limit: Annotated[int | None, typer.Option(help="only the first N samples")] = None,
+    batch_size: Annotated[int, typer.Option(help="samples per model call")] = 8,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Fit a model's score calibration on a dataset and store it beside the model's weights,
+    where `segment` reads it."""
+    from georefseg.calibrate import calibrate as fit
+    from georefseg.calibrate import write_beside
+    from georefseg.data import open_dataset
+    from georefseg.models.registry import BACKENDS, load_model
 
-        state = run(cfg, resume=resume, on_step=step, on_validate=validated)
+    if split == "test":
+        raise InputError("--split test: a calibration fitted on the test split would make its scores look "
+                         "better than they are; fit on val (or train)")
+    samples = [s for s in open_dataset(data) if s.split == split][:limit]
+    if not samples:
+        raise InputError(f"{data} has no samples in its {split} split: choose --split")
+    if checkpoint is None and model in BACKENDS:
+        raise InputError(f"--model {model} names the default weights, whose calibration georefseg ships: give "
+                         "--checkpoint, the weights (file or folder) to calibrate")
+    net = load_model(model, checkpoint, device)
+    with _progress(quiet, "calibrating") as bar:
+        task = bar.add_task("samples", total=len(samples), info="")
+        cal = fit(net, samples, batch_size=batch_size, source=f"{data}, {split} split",
+                  progress=lambda k: bar.advance(task, k))
+    path = write_beside(cal, net.card.weights)
     if not quiet:
-        out.print(f"done at step {state.step}; best val mIoU {max(state.best_miou, 0):.3f}; "
-                  f"weights: {out_dir / 'best.safetensors'}")
+        out.print(f"wrote {path}: select_one {cal.select_one}, select_all {cal.select_all}; "
+                  f"{cal.reliability['fit']['samples']} samples")
 
 
 @app.command()

@@ -112,6 +112,35 @@ class BatchBar:
             self.bar.stop()
 
 
+class TrainingBar:
+    """A terminal bar over training steps with loss, learning rate and pace; validation results
+    printed above it."""
+
+    def __init__(self, console: Console):
+        self.bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
+                            TimeRemainingColumn(), console=console)
+        self.task = self.bar.add_task("steps", total=None, info="")
+        self.started = False
+
+    def __call__(self, event: dict) -> None:
+        if not self.started:
+            self.bar.start()
+            self.started = True
+        if event.get("event") == "step":
+            self.bar.update(self.task, completed=event["step"], total=event["total"],
+                            info=f"loss {event['loss']:.4f} lr {event['lr']:.1e} {event['samples_per_s']:.1f}/s")
+        elif event.get("event") == "validated":
+            self.bar.console.print(event["text"])
+
+    def loading(self, what: str) -> AbstractContextManager:
+        return nullcontext()
+
+    def close(self) -> None:
+        if self.started:
+            self.bar.stop()
+
+
 class Silent:
     """No progress at all (``--quiet``, ``--progress none``)."""
 

@@ -9,7 +9,7 @@ told) and ``progress`` (0–1 of the whole run), so a reader needs to know no ph
 
 Version 1: events ``started``, ``reading``, ``phase``, ``tiles``, ``cluster``, ``finished``,
 ``error``; batch mapping adds ``batch``, ``scene``, ``job``, ``merged`` and its own
-``finished``.
+``finished``; training adds ``step`` and ``validated``.
 """
 
 from __future__ import annotations
@@ -114,3 +114,17 @@ def merged(features: int, output: str) -> dict:
 def batch_finished(report: dict) -> dict:
     """A batch ended; ``report`` is :meth:`georefseg.batch.BatchReport.to_dict`."""
     return {"event": "finished", **report}
+
+
+def step(pace: dict) -> dict:
+    """One training step taken; ``pace`` is what :func:`georefseg.training.train` reports
+    (step, total, epoch, loss, lr, samples_per_s, eta_s in seconds)."""
+    return {"event": "step", **pace, "progress": pace["step"] / pace["total"],
+            "text": f"step {pace['step']}/{pace['total']}: loss {pace['loss']:.4f}, lr {pace['lr']:.2e}, "
+                    f"{pace['samples_per_s']:.2f} samples/s"}
+
+
+def validated(step_done: int, metrics: dict) -> dict:
+    """Validation after ``step_done`` steps: the field's metrics (mIoU, oIoU, prec@X, samples)."""
+    shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("mIoU", "oIoU", "prec@0.5") if k in metrics)
+    return {"event": "validated", "step": step_done, "metrics": metrics, "text": f"step {step_done}: val {shown}"}

@@ -49,3 +49,15 @@ def dihedral(image: np.ndarray, mask: np.ndarray, text: str, k: int) -> tuple[np
     if k & 2:
         image, mask, text = image[::-1], mask[::-1], _swap(text, _V_SWAP)
     return image, mask, text
+
+
+def random_boxes(image: np.ndarray, rng: np.random.Generator, count: tuple[int, int] = (20, 60),
+                 side: int = 32) -> np.ndarray:
+    """``image`` (H×W×C) with 20–60 black squares of 32 px at random places: the occlusion the
+    RMSIN authors' training applies to a fifth of its samples (their ``add_random_boxes``)."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        y, x = int(rng.integers(0, max(h - side, 0) + 1)), int(rng.integers(0, max(w - side, 0) + 1))
+        out[y:y + side, x:x + side] = 0
+    return out

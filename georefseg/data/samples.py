@@ -11,11 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from georefseg.data.augment import dihedral
+from georefseg.data.augment import dihedral, random_boxes
 from georefseg.data.imageio import read_image, read_mask
 from georefseg.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
+# Training augmentations: a random flip or quarter turn that keeps direction words true, or the
+# RMSIN authors' occlusion boxes on a fixed fifth of the samples.
+AUGMENTATIONS = ("dihedral", "boxes")
+BOXED_SHARE = 0.2
 
 
 @dataclass
@@ -48,12 +52,16 @@ class RefSample:
 class ReferringDataset(Dataset):
     """Samples as tensors: image 3×S×S in [0, 1], mask 1×S×S in {0, 1}, the expression.
 
-    ``augment`` applies a random flip/rotation that keeps direction words true.
+    ``augment`` is None or one of :data:`AUGMENTATIONS`; its draws depend on (seed, epoch,
+    sample) only, so a resumed run sees the same images as an uninterrupted one.
     """
 
-    def __init__(self, samples: Sequence[RefSample], size: int, augment: bool = False, seed: int = 0):
+    def __init__(self, samples: Sequence[RefSample], size: int, augment: str | None = None, seed: int = 0):
         if not samples:
             raise DatasetError("the dataset split is empty")
+        if augment not in (None, *AUGMENTATIONS):
+            raise DatasetError(f"unknown {{param}} {augment!r}: use one of {', '.join(AUGMENTATIONS)}",
+                               param="augment")
         self.samples, self.size, self.augment, self.seed = list(samples), size, augment, seed
         self.epoch = 0
 
@@ -63,7 +71,11 @@ class ReferringDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         image, mask = s.load()
-        k = int(np.random.default_rng([self.seed, self.epoch, i]).integers(8)) if self.augment else 0
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        k = int(rng.integers(8)) if self.augment == "dihedral" else 0
+        # The boxed fifth is fixed for the run (the authors draw it once); the boxes move.
+        if self.augment == "boxes" and np.random.default_rng([self.seed, i]).random() < BOXED_SHARE:
+            image = random_boxes(image, rng)
         return to_item(image, mask, s.expression, s.id, self.size, k)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from georefseg.calibration import Calibration
 from georefseg.errors import ModelError
 from georefseg.models.base import Backend, ReferringSegmenter, SegOutput, TextBatch
 from georefseg.models.card import ModelCard
@@ -57,27 +58,27 @@ class CLIPSegSegmenter(ReferringSegmenter):
         out = self.processor.image_processor(images=list(np.ascontiguousarray(rgb)), return_tensors="pt")
         return out["pixel_values"].to(images.device)
 
-    def _activations(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+    def activations(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         vision = self.net.clip.vision_model(pixel_values=pixel_values, output_hidden_states=True,
                                             interpolate_pos_encoding=True)
         return [vision.hidden_states[i + 1] for i in self.net.extract_layers]
 
-    def _decode(self, activations: list[torch.Tensor], text: TextBatch, size: tuple[int, int]) -> torch.Tensor:
+    def decode(self, activations: list[torch.Tensor], text: TextBatch, size: tuple[int, int]) -> torch.Tensor:
         cond = text.features[:, 0].to(activations[0].dtype)
         logits = self.net.decoder(activations, cond).logits
         logits = logits.reshape(len(cond), 1, *logits.shape[-2:])
         return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
 
     def segment(self, images: torch.Tensor, text: TextBatch) -> SegOutput:
-        return SegOutput(self._decode(self._activations(self.pixel_values(images)), text, images.shape[-2:]))
+        return SegOutput(self.decode(self.activations(self.pixel_values(images)), text, images.shape[-2:]))
 
     def segment_phrases(self, images: torch.Tensor, phrases: TextBatch) -> torch.Tensor:
         """The vision encoder once per tile, the decoder once per phrase."""
-        acts = self._activations(self.pixel_values(images))
+        acts = self.activations(self.pixel_values(images))
         out = []
         for k in range(len(phrases)):
             text = phrases.select(slice(k, k + 1)).repeat_to(len(images))
-            out.append(self._decode(acts, text, images.shape[-2:]))
+            out.append(self.decode(acts, text, images.shape[-2:]))
         return torch.cat(out, dim=1)
 
 
@@ -90,7 +91,8 @@ def read_card(path: Path | None) -> ModelCard:
     """(tile, overlap) from the processor's input size, a quarter of it overlapping (global
     attention: wide context); the output stride is the vision tower's patch."""
     size = input_size(processor_config(path), INPUT_PX)
-    return ModelCard(KIND, path, size, size // 4, vision_patch_size(path, PATCH))
+    return ModelCard(KIND, path, size, size // 4, vision_patch_size(path, PATCH),
+                     calibration=Calibration.beside(path))
 
 
 def build(card: ModelCard) -> CLIPSegSegmenter:

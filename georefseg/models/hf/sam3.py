@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from georefseg.calibration import Calibration
 from georefseg.errors import ModelError
 from georefseg.models.base import Backend, Instances, Prediction, ReferringSegmenter, SegOutput, TextBatch
 from georefseg.models.card import ModelCard
@@ -117,7 +118,8 @@ class SAM3Segmenter(ReferringSegmenter):
 def read_card(path: Path | None) -> ModelCard:
     """(tile, overlap) from the processor's input size, a quarter of it overlapping; instances kept."""
     size = processor_settings(path)["size"]
-    return ModelCard(KIND, path, size, size // 4, OUTPUT_STRIDE, threshold=THRESHOLD, instances=True)
+    return ModelCard(KIND, path, size, size // 4, OUTPUT_STRIDE, threshold=THRESHOLD, instances=True,
+                     calibration=Calibration.beside(path))
 
 
 def find_weights(path: Path) -> Path | None:

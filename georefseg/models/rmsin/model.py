@@ -11,7 +11,7 @@ files (BERT inside ``model`` or as ``bert_model``) and georefseg's ``.safetensor
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,7 @@ class RMSINConfig:
     window_size: int = 12
     mha: tuple[int, int, int, int] = (1, 1, 1, 1)  # PWAM heads per stage
     fusion_drop: float = 0.0
+    bert: dict = field(default_factory=dict)  # BERT config values that differ from BERT-base's
 
     def __post_init__(self) -> None:
         if self.swin_type not in SWIN_VARIANTS:
@@ -72,6 +73,10 @@ class RMSINConfig:
                              f"widths {dims}")
         if self.window_size < 1:
             raise ModelError(f"RMSIN window size must be positive, got {self.window_size}")
+        unknown = set(self.bert) - set(BERT_BASE)
+        if unknown or self.bert.get("hidden_size", WORD_DIM) != WORD_DIM:
+            raise ModelError(f"RMSIN's text encoder must be a BERT with {WORD_DIM}-wide words (its fusion "
+                             f"modules take {WORD_DIM}); got {self.bert}")
 
     @property
     def embed_dim(self) -> int:
@@ -89,8 +94,9 @@ class RMSINConfig:
             heads = tuple(int(h) for h in mha.split("-")) if mha else (1, 1, 1, 1)
         except ValueError:
             raise ModelError(f"checkpoint args.mha={mha!r} is not of the form a-b-c-d") from None
+        # bert_config: written by georefseg's training when its BERT is not BERT-base.
         return cls(str(args.get("swin_type", "base")), window, heads,
-                   float(args.get("fusion_drop") or 0.0))
+                   float(args.get("fusion_drop") or 0.0), dict(args.get("bert_config") or {}))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RMSINConfig:
@@ -101,11 +107,12 @@ class RMSINConfig:
         return {**asdict(self), "mha": list(self.mha)}
 
 
-def bert_base() -> BertModel:
-    """An untrained BERT-base (uncased dimensions) without pooler, built from a local config."""
+def bert_model(overrides: dict | None = None) -> BertModel:
+    """An untrained BERT without pooler: BERT-base (uncased dimensions) unless ``overrides``
+    say otherwise, built from a local config."""
     from transformers import BertConfig, BertModel
 
-    return BertModel(BertConfig(**BERT_BASE), add_pooling_layer=False)
+    return BertModel(BertConfig(**{**BERT_BASE, **(overrides or {})}), add_pooling_layer=False)
 
 
 def bert_weights(folder: str | Path) -> dict[str, torch.Tensor]:
@@ -148,7 +155,7 @@ class RMSIN(ReferringSegmenter):
             embed, list(depths), list(heads), config.window_size, list(config.mha),
             fusion_drop=config.fusion_drop)
         self.classifier = SimpleDecoding(8 * embed)
-        self.text_encoder = bert_base()
+        self.text_encoder = bert_model(config.bert)
         # Not persistent: the authors' state dict has no such entries.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
