@@ -412,10 +412,13 @@ def dataset_from_labels(
     water_classes: Annotated[str, typer.Option(help="classes that are water (context for 'near the river')")] = "",
     road_classes: Annotated[str, typer.Option(help="classes that are roads (context)")] = "",
     max_chips: Annotated[int | None, typer.Option(help="at most this many chips")] = None,
+    block: Annotated[int, typer.Option(help=(
+        "side of the blocks of ground the train/val/test split is drawn by, in chips"))] = 4,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Turn labelled polygons over a raster into a referring dataset."""
+    """Turn labelled polygons over a raster into a referring dataset, split by place (blocks of
+    ground recorded in dataset.json)."""
     from georefseg.data.labels import build_from_labels
 
     def classes(text: str) -> tuple[str, ...]:
@@ -425,7 +428,7 @@ def dataset_from_labels(
         task = bar.add_task("objects", total=None, info="")
         counts = build_from_labels(raster, labels, class_field, out_dir, layer=layer, chip=chip, seed=seed,
                                    water_classes=classes(water_classes), road_classes=classes(road_classes),
-                                   max_chips=max_chips,
+                                   max_chips=max_chips, block_chips=block,
                                    progress=lambda d, t: bar.update(task, completed=d, total=t))
     if not quiet:
         out.print(f"wrote {out_dir}: {counts}")

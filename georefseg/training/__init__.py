@@ -7,7 +7,8 @@ over them: data, validation with the field's metrics, best and last weights, res
 checkpoints, mixed precision on CUDA and DDP under ``torchrun``.
 """
 
-from georefseg.training.loop import TrainConfig, TrainState, train
+from georefseg.training.config import TrainConfig
+from georefseg.training.loop import TrainState, train
 from georefseg.training.recipe import RECIPES, Recipe, recipe_for
 
 __all__ = ["RECIPES", "Recipe", "TrainConfig", "TrainState", "recipe_for", "train"]

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,55 +31,11 @@ from georefseg.errors import DatasetError, TrainingInterrupted
 from georefseg.evaluate import evaluate
 from georefseg.models.device import resolve_device
 from georefseg.training import distributed
+from georefseg.training.config import TrainConfig
 from georefseg.training.recipe import Recipe, recipe_for, switch_off_stochastic_layers
 
 log = logging.getLogger(__name__)
 LAST = "last.pt"
-
-
-@dataclass
-class TrainConfig:
-    """One training run. Fields left ``None`` take the recipe's value (its authors' choice).
-
-    Sizes are in pixels; ``batch_size`` is per process (under ``torchrun`` the global batch is
-    ``batch_size`` × processes, as in the RMSIN authors' DDP training).
-    """
-
-    data: str
-    out: str
-    model: str = "tiny"
-    checkpoint: str | None = None  # weights to start from: tiny/rmsin weights, a CLIPSeg folder
-    swin: str | None = None  # rmsin: the Swin-B ImageNet-22k file to start from
-    bert: str | None = None  # rmsin: a local BERT-base folder
-    epochs: int | None = None
-    max_steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    warmup_steps: int | None = None
-    size: int | None = None
-    shuffle: bool = True
-    augment: bool = True
-    dropout: bool = True  # False: dropout and drop path off, for exact comparisons
-    train_all: bool = False  # clipseg: the whole model, not only its decoder
-    amp: bool = True  # bf16 autocast, on CUDA only
-    val_every: int | None = None  # None: after every epoch
-    val_limit: int = 600
-    checkpoint_every: int = 200
-    workers: int = 2
-    seed: int = 0
-    device: str = "auto"
-    val_data: str | None = None  # validation folder when training on a synthetic stream
-    calibrate: bool = True  # fit the score calibration on the validation split at the end
-    arch: dict = field(default_factory=dict)  # architecture of a model built from scratch
-
-    def resolved(self, recipe: Recipe) -> TrainConfig:
-        """This config with the recipe's defaults where fields are None."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key, value in recipe.defaults.items():
-            if values.get(key) is None:
-                values[key] = value
-        return TrainConfig(**values)
 
 
 @dataclass
@@ -169,7 +125,7 @@ def train(cfg: TrainConfig, resume: bool = False,
     samples_per_s and eta_s (seconds, from the mean pace since this process started).
     """
     recipe = recipe_for(cfg.model)
-    cfg = cfg.resolved(recipe)
+    cfg = cfg.resolved(recipe.defaults)
     out = Path(cfg.out)
     with distributed.group(cfg.device) as dist:
         main = dist.rank == 0
@@ -340,4 +296,9 @@ def _calibrate_best(recipe: Recipe, out: Path, val_set: list, cfg: TrainConfig, 
 
     weights = recipe.export_path(out, "best")
     model = load_model(recipe.backend, weights, device=str(device))
-    write_beside(calibrate(model, val_set, batch_size=cfg.batch_size, source=f"{cfg.data}, val split"), weights)
+    try:
+        fitted = calibrate(model, val_set, batch_size=cfg.batch_size, source=f"{cfg.data}, val split")
+    except DatasetError as exc:  # e.g. a model too young to find anything: it stays uncalibrated
+        log.warning("%s: not calibrated (%s)", weights, exc)
+        return
+    write_beside(fitted, weights)

@@ -20,7 +20,7 @@ from georefseg.errors import ModelError
 
 if TYPE_CHECKING:
     from georefseg.models.base import ReferringSegmenter
-    from georefseg.training.loop import TrainConfig
+    from georefseg.training.config import TrainConfig
 
 # Backend name → the module of its recipe (imported when that backend is trained).
 RECIPES: dict[str, str] = {

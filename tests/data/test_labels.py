@@ -75,3 +75,33 @@ def test_clear_errors(atlanta, tmp_path):
         build_from_labels(raster, points, "cls", tmp_path / "x")
     with pytest.raises(DatasetError, match="does not exist"):
         build_from_labels(raster, tmp_path / "none.gpkg", "cls", tmp_path / "x")
+
+
+def test_split_by_place_and_recorded(atlanta, tmp_path):
+    """Chips are split by blocks of ground: no val or test chip shares a pixel with a train chip,
+    each chip lies in blocks of its own split, and the blocks are in dataset.json in map units."""
+    raster, labels = atlanta
+    build_from_labels(raster, labels, "building", tmp_path / "ds", chip=128, seed=1, block_chips=2,
+                      fractions=(0.5, 0.25))
+    meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    record = meta["split"]
+    assert record["method"] == "spatial blocks" and record["block_px"] == 256 and record["crs"] == "EPSG:32616"
+    blocks = {(b["column"], b["row"]): b for b in record["blocks"]}
+    with rasterio.open(raster) as src:
+        transform = src.transform
+    windows = {}
+    for rec in (json.loads(x) for x in (tmp_path / "ds" / "samples.jsonl").read_text().splitlines()):
+        x0, y0 = (int(v) for v in rec["image"].split("/")[1][:-4].split("_"))
+        windows[(x0, y0)] = rec["split"]
+        for bx in {x0 // 256, (x0 + 127) // 256}:
+            for by in {y0 // 256, (y0 + 127) // 256}:
+                assert blocks[(bx, by)]["split"] == rec["split"]
+        left, top = transform * (x0, y0)
+        block = blocks[(x0 // 256, y0 // 256)]["bounds"]
+        assert block[0] <= left + 1e-6 and top <= block[3] + 1e-6  # map units, metres
+    assert len(set(windows.values())) >= 2
+    train_windows = [w for w, s in windows.items() if s == "train"]
+    for (x0, y0), split in windows.items():
+        if split != "train":
+            assert all(abs(x0 - tx) >= 128 or abs(y0 - ty) >= 128 for tx, ty in train_windows)
+    assert record["chips_skipped_on_block_edges"] >= 0
