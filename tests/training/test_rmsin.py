@@ -125,8 +125,8 @@ def test_three_steps_match_the_authors(reference, start, tmp_path):
         if n in reference["not_in_optimizer"].tolist():
             assert torch.equal(after[n], init[n]), n  # never changes: bit for bit
     diffs = np.concatenate(diffs)
-    # Every weight within 2e-4; nearly all far closer (the largest possible move is 3 · lr = 9e-5) (AdamW turns rounding-level gradients into
-    # ±lr steps, lr = 3e-5, so a few differ by up to 2·lr per step).
+    # Every weight within 2e-4; nearly all far closer (the largest possible move is 3 · lr = 9e-5): AdamW
+    # turns rounding-level gradients into ±lr steps, lr = 3e-5, so a few differ by up to 2·lr per step.
     assert diffs.max() <= 2e-4 and np.quantile(diffs, 0.99) <= 3e-5 and np.median(diffs) <= 3e-6
     print(f"weights after {STEPS} steps: max |Δ| {diffs.max():.1e}, 99% ≤ {np.quantile(diffs, 0.99):.1e}, "
           f"median {np.median(diffs):.1e}")
