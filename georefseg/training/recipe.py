@@ -67,7 +67,7 @@ class Recipe:
     backend
         The registry name of the backend whose weights :meth:`export` writes.
     defaults
-        The recipe's values of :class:`~georefseg.training.loop.TrainConfig` fields the user
+        The recipe's values of :class:`~georefseg.training.config.TrainConfig` fields the user
         left unset (learning rate, batch size, epochs, input side in pixels, …).
     augment
         The dataset augmentation (see :data:`georefseg.data.samples.AUGMENTATIONS`), or None.
@@ -113,22 +113,17 @@ class Recipe:
 
 
 def decay_split(named: list[tuple[str, nn.Parameter]], no_decay: Callable[[str, nn.Parameter], bool],
-                weight_decay: float, prefix: str = "") -> list[dict]:
+                weight_decay: float) -> list[dict]:
     """Two AdamW groups of trainable parameters: with ``weight_decay`` and without it."""
     named = [(n, p) for n, p in named if p.requires_grad]
-    return [{"name": f"{prefix}decay", "params": [p for n, p in named if not no_decay(n, p)],
-             "weight_decay": weight_decay},
-            {"name": f"{prefix}no_decay", "params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0}]
+    return [{"name": "decay", "params": [p for n, p in named if not no_decay(n, p)], "weight_decay": weight_decay},
+            {"name": "no_decay", "params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0}]
 
 
-def switch_off_stochastic_layers(model: nn.Module) -> int:
-    """Dropout and drop-path probabilities set to 0 (for exact comparisons); returns how many."""
-    count = 0
+def switch_off_stochastic_layers(model: nn.Module) -> None:
+    """Dropout and drop-path probabilities set to 0 (for exact comparisons)."""
     for module in model.modules():
         if isinstance(module, nn.Dropout) or type(module).__name__ == "DropPath":
             module.p = 0.0
-            count += 1
-        elif hasattr(module, "dropout") and isinstance(module.dropout, float):  # transformers' attention
+        elif isinstance(getattr(module, "dropout", None), float):  # transformers' CLIP attention
             module.dropout = 0.0
-            count += 1
-    return count

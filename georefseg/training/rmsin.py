@@ -30,6 +30,7 @@ from torch import nn
 
 from georefseg.atomic import atomic_path, write_text
 from georefseg.errors import ModelError
+from georefseg.models.base import load_state_strict
 from georefseg.models.rmsin.model import (
     BERT_BASE,
     IMAGE_SIZE,
@@ -149,11 +150,8 @@ class RMSINRecipe(Recipe):
         model = RMSIN(config, read_card(None))
         authors_init(model.backbone)
         load_swin(model.backbone, cfg.swin)
-        bert = bert_weights(cfg.bert)
-        missing = set(model.text_encoder.state_dict()) - set(bert)
-        if missing:
-            raise ModelError(f"{{param}} {cfg.bert} lacks {len(missing)} BERT weights", param="bert")
-        model.text_encoder.load_state_dict({k: v for k, v in bert.items() if not k.startswith("pooler.")})
+        # bert_weights loads without the pooler and refuses a folder that lacks weights.
+        load_state_strict(model.text_encoder, bert_weights(cfg.bert), str(cfg.bert))
         return model.train()
 
     def parameter_groups(self, model: RMSIN, cfg) -> list[dict]:

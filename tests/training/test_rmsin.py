@@ -160,3 +160,24 @@ def test_starting_point_is_required(start, tmp_path):
     root, _ = start
     with pytest.raises(ModelError, match="needs swin"):
         train(TrainConfig(data=str(root / "data"), out=str(tmp_path / "o"), model="rmsin", workers=0))
+
+
+def test_built_from_the_swin_file_and_a_bert_folder(tmp_path):
+    """The authors' starting point: the Swin file into the backbone, BERT from its folder."""
+    from transformers import BertConfig, BertModel
+
+    from georefseg.models.rmsin.model import BERT_BASE
+    from georefseg.training.rmsin import RECIPE
+
+    bert = BertModel(BertConfig(**{**BERT_BASE, **BERT_OVERRIDES}), add_pooling_layer=True)
+    bert.save_pretrained(tmp_path / "bert")
+    backbone = RMSIN(RMSINConfig("tiny", 12, bert=BERT_OVERRIDES)).backbone.state_dict()
+    swin = {"patch_embed.proj.weight": torch.full_like(backbone["patch_embed.proj.weight"], 0.25)}
+    torch.save({"model": swin}, tmp_path / "swin_tiny_patch4_window12_384_22k.pth")
+    model = RECIPE.build(TrainConfig(data="unused", out="unused", model="rmsin", size=480, arch={"swin_type": "tiny"},
+                                     swin=str(tmp_path / "swin_tiny_patch4_window12_384_22k.pth"),
+                                     bert=str(tmp_path / "bert")))
+    assert model.training and model.config.window_size == 12 and model.config.bert == BERT_OVERRIDES
+    assert torch.equal(model.backbone.patch_embed.proj.weight, swin["patch_embed.proj.weight"])
+    ours = model.text_encoder.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in bert.state_dict().items() if not k.startswith("pooler."))
